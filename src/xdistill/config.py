@@ -1,0 +1,473 @@
+"""Run configuration: one YAML file is one run.
+
+The YAML is loaded into typed dataclasses. Every key is checked: an unknown key is an error
+that names the key, the file and the closest valid key; a value of the wrong type is an error
+that names the flag. ``--set a.b=value`` overrides are parsed as YAML scalars and go through
+the same checks. Cross-field rules live in each dataclass's ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def _check(ok: bool, message: str) -> None:
+    # Not `assert`: user input must be validated even under `python -O`.
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class ColumnsConfig:
+    """Where each field is in the data files: a column name (header / JSONL key) or a 0-based index."""
+
+    text: str | int = "text"
+    text_pair: str | int | None = None
+    label: str | int | None = "label"
+    lang: str | int | None = None
+    id: str | int | None = None
+
+
+@dataclass
+class ParallelConfig:
+    """Parallel text: one TSV (source column, target column) or two line-aligned files."""
+
+    path: str = ""
+    target_path: str | None = None
+    lang: str = ""
+    source_column: int | str = 0
+    target_column: int | str = 1
+    max_pairs: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(bool(self.path), "data.parallel[].path is required")
+        _check(bool(self.lang), f"data.parallel[].lang is required for {self.path} (the target language, e.g. es)")
+
+
+@dataclass
+class DataConfig:
+    dir: str = "."
+    source_lang: str = "en"
+    target_langs: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    label_map: dict[str, str | None] = field(default_factory=dict)
+    ordinal: bool = False
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    header: bool | None = None
+    train: str = ""
+    dev: dict[str, str] = field(default_factory=dict)
+    test: dict[str, str] = field(default_factory=dict)
+    unlabelled: dict[str, str] = field(default_factory=dict)
+    target_labelled: dict[str, str] = field(default_factory=dict)
+    parallel: list[ParallelConfig] = field(default_factory=list)
+    exclude_dev_ids: bool = True
+    exclude_test_texts: bool = True
+    max_train: int | None = None
+    max_unlabelled: int | None = None
+    max_dev: int | None = None
+    max_test: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(bool(self.train), "data.train is required: the labelled source-language file")
+        _check(len(self.labels) >= 2, "data.labels needs at least two label names, e.g. [negative, positive]")
+        _check(len(set(self.labels)) == len(self.labels), f"data.labels has duplicates: {self.labels}")
+        for raw, name in self.label_map.items():
+            _check(
+                name is None or name in self.labels,
+                f"data.label_map maps {raw!r} to {name!r}, which is not in data.labels {self.labels}",
+            )
+        _check(
+            self.source_lang not in self.target_langs,
+            f"data.target_langs must not contain the source language {self.source_lang!r}",
+        )
+        for key in ("max_train", "max_unlabelled", "max_dev", "max_test"):
+            value = getattr(self, key)
+            _check(value is None or value > 0, f"data.{key} must be > 0 or null, got {value}")
+
+    def resolve(self, path: str) -> Path:
+        """Data paths are relative to ``data.dir``; ``builtin:`` means the bundled demo data."""
+        return resolve_path(path, self.dir)
+
+    @property
+    def languages(self) -> list[str]:
+        return [self.source_lang] + [lang for lang in self.target_langs if lang != self.source_lang]
+
+
+@dataclass
+class TrainConfig:
+    """One training loop for every model xdistill trains (teacher fine-tuning and students)."""
+
+    epochs: float = 3.0
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_steps: int | None = None
+    select_metric: str = "accuracy"
+    select_lang: str | None = None
+    log_every: int = 10
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
+        _check(self.batch_size > 0, f"train.batch_size must be > 0, got {self.batch_size}")
+        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _check(self.max_steps is None or self.max_steps > 0, f"train.max_steps must be > 0, got {self.max_steps}")
+        _check(
+            self.select_metric in ("accuracy", "macro_f1", "mae", "agreement"),
+            f"train.select_metric must be accuracy, macro_f1, mae or agreement, got {self.select_metric!r}",
+        )
+
+
+@dataclass
+class TeacherConfig:
+    path: str = ""
+    pooling: Literal["mean", "cls"] = "mean"
+    text_prefix: str = ""
+    max_length: int = 128
+    dropout: float = 0.1
+    finetune: bool = True
+    freeze_embeddings: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.path), "teacher.path is required: a local Hugging Face encoder folder")
+        _check(8 <= self.max_length <= 8192, f"teacher.max_length must be in [8, 8192], got {self.max_length}")
+
+
+@dataclass
+class StudentConfig:
+    init: Literal["teacher", "random"] = "teacher"
+    layers: list[int] = field(default_factory=lambda: [0, 6, 11])
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    num_heads: int | None = None
+    ffn_size: int | None = None
+    trim_vocab: bool = True
+    vocab_min_count: int = 1
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.init == "teacher":
+            _check(bool(self.layers), "student.layers must list the teacher layers to copy, e.g. [0, 6, 11]")
+            _check(min(self.layers) >= 0, f"student.layers must be >= 0, got {self.layers}")
+            for key in ("hidden_size", "num_heads", "ffn_size"):
+                _check(
+                    getattr(self, key) is None,
+                    f"student.{key} is set but student.init is 'teacher' (a copied student keeps the "
+                    f"teacher's widths); remove student.{key} or set student.init: random",
+                )
+        else:
+            _check(
+                self.num_layers is not None and self.num_layers > 0,
+                "student.num_layers is required when student.init is 'random'",
+            )
+        if self.hidden_size is not None and self.num_heads is not None:
+            _check(
+                self.hidden_size % self.num_heads == 0,
+                f"student.hidden_size ({self.hidden_size}) must be divisible by student.num_heads ({self.num_heads})",
+            )
+        _check(self.vocab_min_count >= 1, f"student.vocab_min_count must be >= 1, got {self.vocab_min_count}")
+
+
+@dataclass
+class DistillConfig:
+    transfer: Literal["unsupervised", "semi", "supervised"] = "unsupervised"
+    use_teacher: bool = True
+    temperature: float = 2.0
+    alpha: float = 0.5
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+    layer_map: list[list[int]] | None = None
+    k_per_class: int = 16
+    use_source: bool = True
+    use_unlabelled: bool = True
+    use_parallel: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.temperature > 0, f"distill.temperature must be > 0, got {self.temperature}")
+        _check(0 <= self.alpha <= 1, f"distill.alpha must be in [0, 1], got {self.alpha}")
+        _check(self.hidden_weight >= 0, f"distill.hidden_weight must be >= 0, got {self.hidden_weight}")
+        _check(self.attention_weight >= 0, f"distill.attention_weight must be >= 0, got {self.attention_weight}")
+        _check(self.k_per_class > 0, f"distill.k_per_class must be > 0, got {self.k_per_class}")
+        if self.layer_map is not None:
+            _check(
+                all(len(pair) == 2 for pair in self.layer_map),
+                f"distill.layer_map must be a list of [student_layer, teacher_layer] pairs, got {self.layer_map}",
+            )
+        if not self.use_teacher:
+            _check(
+                self.hidden_weight == 0 and self.attention_weight == 0,
+                "distill.use_teacher is false, so distill.hidden_weight and distill.attention_weight must be 0",
+            )
+
+
+@dataclass
+class EvaluateConfig:
+    split: Literal["test", "dev"] = "test"
+    speed: bool = True
+    threads: int = 2
+    repeats: int = 5
+
+    def __post_init__(self) -> None:
+        _check(self.threads > 0, f"evaluate.threads must be > 0, got {self.threads}")
+        _check(self.repeats >= 1, f"evaluate.repeats must be >= 1, got {self.repeats}")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig
+    teacher: TeacherConfig
+    name: str = "run"
+    task: Literal["classification"] = "classification"
+    run_dir: str = "runs/run"
+    cache_dir: str = ".xdistill-cache"
+    seed: int = 13
+    student: StudentConfig = field(default_factory=StudentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self) -> None:
+        langs = self.data.languages
+        if self.distill.transfer in ("semi", "supervised"):
+            missing = [lang for lang in self.data.target_langs if lang not in self.data.target_labelled]
+            _check(
+                not missing,
+                f"distill.transfer is {self.distill.transfer!r} but data.target_labelled has no file for {missing}; "
+                "add one per target language or use distill.transfer: unsupervised",
+            )
+        for cfg_name, train in (("train", self.train), ("teacher.train", self.teacher.train)):
+            _check(
+                train.select_lang is None or train.select_lang in langs,
+                f"{cfg_name}.select_lang is {train.select_lang!r}, not one of the run's languages {langs}",
+            )
+            dev_lang = train.select_lang or self.data.source_lang
+            _check(
+                not self.data.dev or dev_lang in self.data.dev,
+                f"{cfg_name}.select_lang is {dev_lang!r} but data.dev has no file for it; "
+                f"add data.dev.{dev_lang} or change {cfg_name}.select_lang",
+            )
+        if self.student.init == "teacher" and self.distill.layer_map is not None:
+            n = len(self.student.layers)
+            _check(
+                all(0 <= s <= n for s, _ in self.distill.layer_map),
+                f"distill.layer_map student indices must be in [0, {n}] (student has {n} layers)",
+            )
+
+    @property
+    def student_max_length(self) -> int:
+        return self.student.max_length or self.teacher.max_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_dict(self, *names: str) -> dict[str, Any]:
+        full = self.to_dict()
+        return {name: full[name] for name in names}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: YAML -> dict -> (overrides) -> typed dataclasses with checked keys and types.
+# ---------------------------------------------------------------------------------------------
+
+
+def package_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def resolve_path(path: str, base: str | Path = ".") -> Path:
+    if path.startswith(BUILTIN_PREFIX):
+        return package_dir() / "demo_data" / path[len(BUILTIN_PREFIX):]
+    if str(base).startswith(BUILTIN_PREFIX):
+        return package_dir() / "demo_data" / str(base)[len(BUILTIN_PREFIX):] / path
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(base).expanduser() / p
+
+
+def builtin_recipe(name: str) -> Path:
+    return package_dir() / "recipes" / f"{name}.yaml"
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load one run from YAML, apply ``a.b=value`` overrides, and validate everything."""
+    path = Path(path)
+    if str(path).startswith(BUILTIN_PREFIX):
+        path = builtin_recipe(str(path)[len(BUILTIN_PREFIX):])
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, teacher:, ...)")
+    for item in overrides or []:
+        apply_override(raw, item, path)
+    return from_dict(RunConfig, raw, source=str(path))
+
+
+def apply_override(raw: dict, item: str, source: str | Path) -> None:
+    """Apply one ``a.b.c=value`` override; the value is parsed as YAML (4 -> int, true -> bool)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set distill.temperature=4")
+    key, _, value_text = item.partition("=")
+    keys = key.strip().split(".")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    # Check the key path against the schema now, so a typo names the --set flag, not the file.
+    cls: Any = RunConfig
+    for depth, part in enumerate(keys):
+        names = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
+        if names is None:
+            break  # inside a dict-valued field such as data.dev: any key is allowed
+        if part not in names:
+            prefix = ".".join(keys[:depth])
+            raise ConfigError(_unknown_key_message(part, prefix, list(names), f"--set {key}"))
+        cls = _dataclass_in(_hints(cls)[part])
+    node = raw
+    for part in keys[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[keys[-1]] = value
+
+
+def _dataclass_in(tp: Any) -> Any:
+    """The dataclass inside an annotation (``X``, ``X | None``), else the annotation itself."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return tp
+
+
+def _unknown_key_message(key: str, prefix: str, valid: list[str], where: str) -> str:
+    full = f"{prefix}.{key}" if prefix else key
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+    return f"unknown key '{full}' in {where}{hint} (valid keys here: {', '.join(sorted(valid))})"
+
+
+_HINTS_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS_CACHE:
+        _HINTS_CACHE[cls] = typing.get_type_hints(cls)
+    return _HINTS_CACHE[cls]
+
+
+def from_dict(cls: type, raw: Any, *, source: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``raw``, checking keys and types; errors name the flag and file."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'} in {source} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(_unknown_key_message(str(key), prefix, list(fields), source))
+    kwargs = {}
+    hints = _hints(cls)
+    for name, f in fields.items():
+        flag = f"{prefix}.{name}" if prefix else name
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing required section or key '{flag}' in {source}")
+            continue
+        kwargs[name] = _convert(hints[name], raw[name], flag, source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source})") from None
+
+
+def _convert(tp: Any, value: Any, flag: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value if value is not None else {}, source=source, prefix=flag)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, flag, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise _type_error(flag, tp, value, source)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{flag} must be one of {choices}, got {value!r} (in {source})")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(flag, tp, value, source)
+        return [_convert(args[0], v, f"{flag}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(flag, tp, value, source)
+        return {str(k): _convert(args[1], v, f"{flag}.{k}", source) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(flag, tp, value, source)
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(flag, tp, value, source)
+        return value
+    if tp is str:
+        # YAML reads label keys like 1 or 4 as ints; a string field accepts scalars as text.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise _type_error(flag, tp, value, source)
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _type_error(flag, tp, value, source)
+        return value
+    if value is None and tp is type(None):
+        return None
+    raise _type_error(flag, tp, value, source)
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _type_error(flag: str, tp: Any, value: Any, source: str) -> ConfigError:
+    return ConfigError(f"{flag} must be {_type_name(tp)}, got {value!r} ({type(value).__name__}) in {source}")
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,123 @@
+"""Teacher-output cache: teacher outputs are computed once and reused by every student run.
+
+Keyed by a content hash of (teacher weights, input texts, tokenisation settings, outputs), so a
+changed teacher or input is never served stale outputs. Outputs are written in chunks, each
+atomically (temp + rename) with its row count and SHA-256 recorded in a side file, so a run
+killed while caching resumes at the first missing chunk, and a truncated or altered chunk is
+detected and recomputed instead of trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..io_utils import atomic_path, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 2048
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
+
+
+def fingerprint_folder(folder: str | Path) -> str:
+    """Hash of a model folder's weight and config files (content, not timestamps)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
+            digest.update(path.name.encode())
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint_texts(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class TeacherCache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def key(self, teacher_fingerprint: str, texts: Sequence[str], settings: dict) -> str:
+        payload = json.dumps(
+            {"teacher": teacher_fingerprint, "texts": fingerprint_texts(texts), "settings": settings},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def get_or_compute(
+        self,
+        key: str,
+        n_rows: int,
+        compute: Callable[[int, int], dict[str, np.ndarray]],
+        *,
+        description: str = "teacher outputs",
+        progress: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """Return the cached outputs for rows [0, n_rows), computing missing chunks with
+        ``compute(start, end) -> {name: array with end-start rows}``."""
+        folder = self.root / key
+        folder.mkdir(parents=True, exist_ok=True)
+        starts = list(range(0, n_rows, CHUNK_ROWS))
+        missing = [s for s in starts if not self._chunk_ok(folder, s, min(s + CHUNK_ROWS, n_rows))]
+        if missing:
+            done = len(starts) - len(missing)
+            log.info("%s: computing %d rows (%d of %d chunks cached)", description, n_rows, done, len(starts))
+            bar = tqdm(total=n_rows, desc=description, disable=not progress, unit="ex")
+            bar.update(sum(min(s + CHUNK_ROWS, n_rows) - s for s in starts if s not in missing))
+            for start in missing:
+                end = min(start + CHUNK_ROWS, n_rows)
+                arrays = {k: np.ascontiguousarray(v) for k, v in compute(start, end).items()}
+                self._write_chunk(folder, start, end, arrays)
+                bar.update(end - start)
+            bar.close()
+        parts = [load_file(str(self._chunk_path(folder, s))) for s in starts]
+        if not parts:
+            return {}
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    @staticmethod
+    def _chunk_path(folder: Path, start: int) -> Path:
+        return folder / f"rows-{start:09d}.safetensors"
+
+    def _write_chunk(self, folder: Path, start: int, end: int, arrays: dict[str, np.ndarray]) -> None:
+        path = self._chunk_path(folder, start)
+        with atomic_path(path) as tmp:
+            save_file(arrays, str(tmp))
+        # The checksum is written after the chunk: a chunk without a matching record is redone.
+        atomic_write_json(path.with_suffix(".json"), {"rows": end - start, "sha256": _sha256(path)})
+
+    def _chunk_ok(self, folder: Path, start: int, end: int) -> bool:
+        path = self._chunk_path(folder, start)
+        record = path.with_suffix(".json")
+        if not (path.is_file() and record.is_file()):
+            return False
+        try:
+            meta = json.loads(record.read_text())
+        except (OSError, ValueError):
+            return False
+        if meta.get("rows") != end - start or meta.get("sha256") != _sha256(path):
+            log.warning("teacher cache chunk %s is truncated or altered; recomputing it", path)
+            return False
+        return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,355 @@
+"""The classification / sentiment recipe: fine-tune a teacher, then distil a student.
+
+Transfer settings (``distill.transfer``) decide which training streams the student sees:
+
+* source: the labelled source-language data; teacher soft labels + gold labels (mixed by alpha);
+* unlabelled: target-language text; teacher soft labels only (a multilingual teacher reads it);
+* parallel: the teacher reads the source side, the student the target side; soft labels only;
+* target labelled: k per class (``semi``) or all (``supervised``) target labels, plus soft labels.
+
+``unsupervised`` uses the first three and never a target label.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..data.examples import Example
+from ..data.splits import RunData, load_dev, load_training_data, text_pairs
+from ..evaluate.metrics import agreement, classification_metrics
+from ..losses import AttentionKLLoss, HiddenStateMSELoss, SoftTargetLoss
+from ..models.classifier import EncoderClassifier, check_model_folder, load_encoder, read_model_info
+from ..models.tiny import RANDOM_PREFIX, resolve_random_encoder
+from ..models.student import build_student
+from .batches import encode_texts, pad_ids, pad_token_id, predict
+from .cache import TeacherCache, fingerprint_folder
+from .fit import FitResult, fit
+
+log = logging.getLogger(__name__)
+NO_LABEL = -100
+
+
+def teacher_dir(cfg: RunConfig) -> Path:
+    """The fine-tuned teacher: the run's own, or ``teacher.path`` when it is already a classifier."""
+    if not cfg.teacher.finetune:
+        return Path(cfg.teacher.path)
+    return Path(cfg.run_dir) / "teacher"
+
+
+def student_dir(cfg: RunConfig) -> Path:
+    return Path(cfg.run_dir) / "student"
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher fine-tuning
+# ---------------------------------------------------------------------------------------------
+
+
+def teacher_base_path(cfg: RunConfig, data: RunData) -> Path:
+    """The encoder the teacher starts from; ``random:SIZE`` builds a tiny random one (smoke runs)."""
+    if not cfg.teacher.path.startswith(RANDOM_PREFIX):
+        return Path(cfg.teacher.path)
+    texts = [e.text for e in data.train]
+    texts += [e.text for exs in (*data.unlabelled.values(), *data.dev.values()) for e in exs]
+    return resolve_random_encoder(cfg.teacher.path, cfg.cache_dir, texts, seed=cfg.seed)
+
+
+def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
+    """Fine-tune the teacher encoder + a classification head on the source-language labels."""
+    from transformers import AutoTokenizer
+
+    tcfg = cfg.teacher
+    data = load_training_data(cfg, with_targets=tcfg.path.startswith(RANDOM_PREFIX))
+    path = teacher_base_path(cfg, data)
+    info = read_model_info(path)
+    if info.get("kind") == "classifier":
+        model, tokenizer = EncoderClassifier.load(path, flag="teacher.path")
+    else:
+        check_model_folder(path, flag="teacher.path")
+        encoder = load_encoder(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = EncoderClassifier(
+            encoder, cfg.data.labels, pooling=tcfg.pooling, dropout=tcfg.dropout,
+            text_prefix=tcfg.text_prefix, max_length=tcfg.max_length,
+        )
+    if tcfg.freeze_embeddings:
+        # Source-only fine-tuning moves only the source language's token embeddings, pulling them
+        # away from the shared multilingual space; freezing them keeps zero-shot transfer (and saves
+        # the optimiser state of ~96M embedding weights in e5-small).
+        for p in model.encoder.get_input_embeddings().parameters():
+            p.requires_grad = False
+
+    pad = pad_token_id(tokenizer)
+    items = _labelled_items(data.train, tokenizer, model.text_prefix, tcfg.max_length)
+    loss_fn = SoftTargetLoss(temperature=1.0, alpha=1.0)
+    select_lang = tcfg.train.select_lang or cfg.data.source_lang
+    dev = {select_lang: data.dev[select_lang]} if select_lang in data.dev else {}
+    evaluator = DevEvaluator(dev, tokenizer, model.text_prefix, tcfg.max_length, cfg) if dev else None
+    out = teacher_dir(cfg)
+
+    def step(batch: dict) -> dict[str, torch.Tensor]:
+        logits = model(batch["input_ids"], batch["attention_mask"])["logits"]
+        return loss_fn(logits, None, batch["labels"])
+
+    return fit(
+        model, items, _Collate(pad), step,
+        cfg=tcfg.train, seed=tcfg.train.seed or cfg.seed, run_dir=out.with_name("teacher-logs"),
+        evaluate_fn=(lambda: evaluator(model)) if evaluator else None,
+        select_key=f"{select_lang}/{tcfg.train.select_metric}" if evaluator else None,
+        save_fn=lambda: model.save(out, tokenizer, {"role": "teacher", "base_model": str(path)}),
+        progress=progress, desc="teacher",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Student distillation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """One source of training examples for the student."""
+
+    name: str
+    student_texts: list[str]
+    teacher_texts: list[str]
+    labels: list[int]
+    student_pairs: list[str | None] | None = None
+    teacher_pairs: list[str | None] | None = None
+    same_text: bool = True
+    teacher_logits: np.ndarray | None = field(default=None, repr=False)
+
+
+def build_streams(cfg: RunConfig, data: RunData) -> list[Stream]:
+    d = cfg.distill
+    streams = []
+
+    def from_examples(name: str, examples: list[Example]) -> Stream:
+        pairs = [ex.text_pair for ex in examples] if any(ex.text_pair for ex in examples) else None
+        texts = [ex.text for ex in examples]
+        labels = [ex.label if ex.label is not None else NO_LABEL for ex in examples]
+        return Stream(name, texts, texts, labels, pairs, pairs)
+
+    if d.use_source or not d.use_teacher:
+        streams.append(from_examples(f"source-{cfg.data.source_lang}", data.train))
+    for lang, examples in data.target_labelled.items():
+        streams.append(from_examples(f"labelled-{lang}", examples))
+    if d.use_teacher:
+        if d.use_unlabelled:
+            for lang, examples in data.unlabelled.items():
+                stream = from_examples(f"unlabelled-{lang}", examples)
+                stream.labels = [NO_LABEL] * len(examples)
+                streams.append(stream)
+        if d.use_parallel:
+            for lang, pairs in data.parallel.items():
+                streams.append(Stream(
+                    f"parallel-{cfg.data.source_lang}-{lang}",
+                    student_texts=[p.target for p in pairs], teacher_texts=[p.source for p in pairs],
+                    labels=[NO_LABEL] * len(pairs), same_text=False,
+                ))
+    return [s for s in streams if s.student_texts]
+
+
+def default_layer_map(n_student: int, copied: list[int] | None, n_teacher: int) -> list[tuple[int, int]]:
+    """Map hidden-state indices (0 = embeddings) student -> teacher.
+
+    A copied student mirrors the layers it came from; otherwise layers are spread uniformly
+    (student layer i takes teacher layer round(i * n_teacher / n_student))."""
+    if copied:
+        return [(0, 0)] + [(i + 1, t + 1) for i, t in enumerate(copied)]
+    return [(0, 0)] + [(i, round(i * n_teacher / n_student)) for i in range(1, n_student + 1)]
+
+
+def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
+    d = cfg.distill
+    needs_internals = d.hidden_weight > 0 or d.attention_weight > 0
+    attn = "eager" if d.attention_weight > 0 else None
+    teacher, t_tok = EncoderClassifier.load(teacher_dir(cfg), flag="teacher", attn_implementation=attn)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad = False
+
+    data = load_training_data(cfg, with_targets=True)
+    streams = build_streams(cfg, data)
+    if not streams:
+        raise ValueError("no training data for the student: check data.train and the distill.use_* flags")
+    for s in streams:
+        log.info("stream %s: %d examples", s.name, len(s.student_texts))
+
+    corpus = [t for s in streams for t in s.student_texts] + [p for s in streams for p in (s.student_pairs or []) if p]
+    encoder, s_tok, student_info = build_student(teacher.encoder, t_tok, cfg.student, corpus, progress=progress)
+    if attn:
+        encoder.config._attn_implementation = "eager"
+    student = EncoderClassifier(
+        encoder, cfg.data.labels, pooling=teacher.pooling, dropout=cfg.teacher.dropout,
+        text_prefix=teacher.text_prefix, max_length=cfg.student_max_length,
+    )
+    if student.hidden_size == teacher.hidden_size:
+        # Starting from the teacher's head makes the copied student's first logits meaningful.
+        student.head.load_state_dict(teacher.head.state_dict())
+
+    cache = TeacherCache(cfg.cache_dir)
+    t_fingerprint = fingerprint_folder(teacher_dir(cfg))
+    t_pad, s_pad = pad_token_id(t_tok), pad_token_id(s_tok)
+    if d.use_teacher:
+        for s in streams:
+            t_ids = encode_texts(t_tok, s.teacher_texts, s.teacher_pairs, prefix=teacher.text_prefix,
+                                 max_length=cfg.teacher.max_length)
+            key = cache.key(t_fingerprint, _joined(s.teacher_texts, s.teacher_pairs),
+                            {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": ["logits"]})
+            s.teacher_logits = cache.get_or_compute(
+                key, len(t_ids),
+                lambda a, b, t_ids=t_ids: predict(teacher, t_ids[a:b], t_pad, batch_size=cfg.train.eval_batch_size),
+                description=f"teacher on {s.name}", progress=progress,
+            )["logits"]
+
+    items = []
+    for s in streams:
+        s_ids = encode_texts(s_tok, s.student_texts, s.student_pairs, prefix=student.text_prefix,
+                             max_length=cfg.student_max_length)
+        t_ids = None
+        if needs_internals and s.same_text:
+            t_ids = encode_texts(t_tok, s.teacher_texts, s.teacher_pairs, prefix=teacher.text_prefix,
+                                 max_length=cfg.student_max_length)
+        for i, ids in enumerate(s_ids):
+            items.append({
+                "ids": ids,
+                "label": s.labels[i],
+                "t_logits": s.teacher_logits[i] if s.teacher_logits is not None else None,
+                "t_ids": t_ids[i] if t_ids is not None else None,
+            })
+
+    soft = SoftTargetLoss(temperature=d.temperature, alpha=d.alpha if d.use_teacher else 1.0)
+    n_student = encoder.config.num_hidden_layers
+    layer_map = [tuple(p) for p in d.layer_map] if d.layer_map else default_layer_map(
+        n_student, cfg.student.layers if cfg.student.init == "teacher" else None, teacher.encoder.config.num_hidden_layers)
+    hidden_loss = HiddenStateMSELoss(student.hidden_size, teacher.hidden_size, layer_map) if d.hidden_weight > 0 else None
+    attn_map = [(s - 1, t - 1) for s, t in layer_map if s > 0 and t > 0]
+    attention_loss = AttentionKLLoss(attn_map) if d.attention_weight > 0 else None
+    extra = [m for m in (hidden_loss,) if m is not None]
+
+    def step(batch: dict) -> dict[str, torch.Tensor]:
+        out = student(batch["input_ids"], batch["attention_mask"],
+                      output_hidden_states=hidden_loss is not None, output_attentions=attention_loss is not None)
+        parts = soft(out["logits"], batch.get("teacher_logits"), batch["labels"])
+        total = parts["loss"]
+        if needs_internals and batch.get("t_input_ids") is not None:
+            rows = batch["t_rows"]
+            with torch.no_grad():
+                t_out = teacher(batch["t_input_ids"], batch["t_attention_mask"],
+                                output_hidden_states=hidden_loss is not None,
+                                output_attentions=attention_loss is not None)
+            mask = batch["t_attention_mask"]
+            if mask.shape[1] == batch["attention_mask"].shape[1] and torch.equal(mask, batch["attention_mask"][rows]):
+                if hidden_loss is not None:
+                    h = hidden_loss([x[rows] for x in out["hidden"]], t_out["hidden"], mask)
+                    total = total + d.hidden_weight * h["loss"]
+                    parts.update({f"hidden/{k}": v for k, v in h.items()})
+                if attention_loss is not None:
+                    a = attention_loss([x[rows] for x in out["attention"]], t_out["attention"], mask)
+                    total = total + d.attention_weight * a["loss"]
+                    parts.update({f"attention/{k}": v for k, v in a.items()})
+        parts["loss"] = total
+        return parts
+
+    dev = load_dev(cfg)
+    evaluator = DevEvaluator(dev, s_tok, student.text_prefix, cfg.student_max_length, cfg,
+                             teacher=(teacher, t_tok, cfg.teacher.max_length)) if dev else None
+    select_lang = cfg.train.select_lang or cfg.data.source_lang
+    out_dir = student_dir(cfg)
+    extra_info = {
+        "role": "student",
+        "teacher": str(teacher_dir(cfg)),
+        "transfer": d.transfer,
+        "distill": {k: getattr(d, k) for k in ("use_teacher", "temperature", "alpha", "hidden_weight", "attention_weight")},
+        "streams": {s.name: len(s.student_texts) for s in streams},
+        **{f"student_{k}": v for k, v in student_info.items()},
+    }
+    result = fit(
+        student, items, _Collate(s_pad, t_pad), step,
+        cfg=cfg.train, seed=cfg.train.seed or cfg.seed, run_dir=Path(cfg.run_dir) / "student-logs",
+        evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
+        select_key=f"{select_lang}/{cfg.train.select_metric}" if evaluator else None,
+        save_fn=lambda: student.save(out_dir, s_tok, extra_info),
+        extra_modules=extra, progress=progress, desc="student",
+    )
+    return result
+
+
+def _joined(texts: list[str], pairs: list[str | None] | None) -> list[str]:
+    if pairs is None:
+        return texts
+    return [f"{t}\t{p or ''}" for t, p in zip(texts, pairs)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def _labelled_items(examples: list[Example], tokenizer, prefix: str, max_length: int) -> list[dict]:
+    ids = encode_texts(tokenizer, [e.text for e in examples], text_pairs(examples), prefix=prefix, max_length=max_length)
+    return [{"ids": i, "label": e.label if e.label is not None else NO_LABEL, "t_logits": None, "t_ids": None}
+            for i, e in zip(ids, examples)]
+
+
+class _Collate:
+    def __init__(self, pad_id: int, teacher_pad_id: int | None = None):
+        self.pad_id = pad_id
+        self.teacher_pad_id = teacher_pad_id if teacher_pad_id is not None else pad_id
+
+    def __call__(self, items: list[dict]) -> dict[str, Any]:
+        input_ids, mask = pad_ids([it["ids"] for it in items], self.pad_id)
+        batch: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "labels": torch.tensor([it["label"] for it in items], dtype=torch.long),
+        }
+        if all(it["t_logits"] is not None for it in items):
+            batch["teacher_logits"] = torch.as_tensor(np.stack([it["t_logits"] for it in items]), dtype=torch.float32)
+        elif any(it["t_logits"] is not None for it in items):
+            raise ValueError("internal: a batch mixes examples with and without teacher outputs")
+        rows = [i for i, it in enumerate(items) if it["t_ids"] is not None]
+        if rows:
+            t_ids, t_mask = pad_ids([items[i]["t_ids"] for i in rows], self.teacher_pad_id)
+            batch.update(t_input_ids=t_ids, t_attention_mask=t_mask, t_rows=torch.tensor(rows))
+        return batch
+
+
+class DevEvaluator:
+    """Per-language dev metrics for model selection; agreement with the teacher when given."""
+
+    def __init__(self, dev: dict[str, list[Example]], tokenizer, prefix: str, max_length: int, cfg: RunConfig,
+                 teacher: tuple[nn.Module, Any, int] | None = None):
+        self.cfg = cfg
+        self.pad = pad_token_id(tokenizer)
+        self.ids = {lang: encode_texts(tokenizer, [e.text for e in exs], text_pairs(exs), prefix=prefix, max_length=max_length)
+                    for lang, exs in dev.items()}
+        self.gold = {lang: np.array([e.label for e in exs]) for lang, exs in dev.items()}
+        self.teacher_pred: dict[str, np.ndarray] = {}
+        if teacher is not None:
+            t_model, t_tok, t_len = teacher
+            for lang, exs in dev.items():
+                t_ids = encode_texts(t_tok, [e.text for e in exs], text_pairs(exs), prefix=t_model.text_prefix, max_length=t_len)
+                logits = predict(t_model, t_ids, pad_token_id(t_tok), batch_size=cfg.train.eval_batch_size)["logits"]
+                self.teacher_pred[lang] = logits.argmax(-1)
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        metrics = {}
+        for lang, ids in self.ids.items():
+            pred = predict(model, ids, self.pad, batch_size=self.cfg.train.eval_batch_size)["logits"].argmax(-1)
+            m = classification_metrics(self.gold[lang], pred, len(self.cfg.data.labels), ordinal=self.cfg.data.ordinal)
+            for key in ("accuracy", "macro_f1", "mae"):
+                if key in m:
+                    metrics[f"{lang}/{key}"] = m[key]
+            if lang in self.teacher_pred:
+                metrics[f"{lang}/agreement"] = agreement(self.teacher_pred[lang], pred)
+        return metrics

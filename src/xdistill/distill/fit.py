@@ -1,0 +1,169 @@
+"""The one training loop every task uses (teacher fine-tuning, every student, every recipe).
+
+A recipe supplies the data and a ``step_fn(batch) -> {"loss": ..., part: ...}``; the loop owns
+the optimiser (AdamW), warm-up + linear decay, gradient clipping, per-epoch evaluation on dev
+sets, best-checkpoint selection, tqdm progress and ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from ..config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+# Metrics where lower is better; everything else (accuracy, F1, agreement) is maximised.
+LOWER_IS_BETTER = {"mae", "loss", "mse"}
+
+
+@dataclass
+class FitResult:
+    steps: int
+    best_score: float | None
+    best_epoch: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
+    # Biases and LayerNorm weights are not decayed (standard BERT fine-tuning practice).
+    decay, no_decay, seen = [], [], set()
+    for module in modules:
+        for name, param in module.named_parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset,
+    collate_fn: Callable[[list], dict],
+    step_fn: Callable[[dict], dict[str, torch.Tensor]],
+    *,
+    cfg: TrainConfig,
+    seed: int,
+    run_dir: str | Path,
+    evaluate_fn: Callable[[], dict[str, float]] | None = None,
+    select_key: str | None = None,
+    save_fn: Callable[[], None] | None = None,
+    extra_modules: Iterable[nn.Module] = (),
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` (and any loss modules with parameters, e.g. projections) on ``train_data``.
+
+    ``evaluate_fn`` returns flat metrics like ``{"en/accuracy": 91.2}``; after every epoch the
+    model is evaluated and, when ``select_key`` improves, ``save_fn`` saves it. Without a dev set
+    the last model is saved.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_fn, generator=generator)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError("no training examples: check the data section of the config")
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    modules = [model, *extra_modules]
+    optimizer = torch.optim.AdamW(_param_groups(modules, cfg.weight_decay), lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    lower_better = select_key is not None and select_key.rsplit("/", 1)[-1] in LOWER_IS_BETTER
+
+    metrics_path = run_dir / "metrics.jsonl"
+    result = FitResult(steps=0, best_score=None, best_epoch=None)
+    start_time = time.perf_counter()
+    running: dict[str, float] = {}
+    running_n = 0
+    step = 0
+    bar = tqdm(total=total_steps, desc=desc, disable=not progress, unit="step")
+
+    def log_record(record: dict[str, Any]) -> None:
+        result.history.append(record)
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def end_of_epoch(epoch: float) -> None:
+        if evaluate_fn is None:
+            return
+        model.eval()
+        with torch.inference_mode():
+            metrics = evaluate_fn()
+        model.train()
+        record = {"type": "eval", "step": step, "epoch": round(epoch, 3), **{f"dev/{k}": v for k, v in metrics.items()}}
+        score = metrics.get(select_key) if select_key else None
+        improved = score is not None and (
+            result.best_score is None or (score < result.best_score if lower_better else score > result.best_score)
+        )
+        if improved:
+            result.best_score, result.best_epoch = score, round(epoch, 3)
+            if save_fn is not None:
+                save_fn()
+        record["best"] = bool(improved)
+        log_record(record)
+        shown = f"{score:.2f}" if score is not None else "n/a"
+        bar.write(f"[{desc}] epoch {epoch:.2f}: dev {select_key} = {shown}" + (" (best, saved)" if improved else ""))
+
+    model.train()
+    for module in extra_modules:
+        module.train()
+    epoch = 0
+    while step < total_steps:
+        for batch in loader:
+            parts = step_fn(batch)
+            loss = parts["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at step {step}; lower train.lr or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            for name, value in parts.items():
+                running[name] = running.get(name, 0.0) + float(value.detach())
+            running_n += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total_steps:
+                averaged = {k: v / running_n for k, v in running.items()}
+                bar.set_postfix(loss=f"{averaged['loss']:.4f}")
+                log_record({"type": "train", "step": step, "epoch": round(step / steps_per_epoch, 3),
+                            "lr": scheduler.get_last_lr()[0], **averaged})
+                running, running_n = {}, 0
+            if step >= total_steps:
+                break
+        epoch += 1
+        end_of_epoch(min(step / steps_per_epoch, epoch))
+    bar.close()
+    if evaluate_fn is None and save_fn is not None:
+        save_fn()
+    result.steps = step
+    result.seconds = time.perf_counter() - start_time
+    return result

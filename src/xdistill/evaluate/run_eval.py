@@ -1,0 +1,131 @@
+"""Evaluate a run's teacher and student on every language: quality, size, speed, report."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..data.splits import load_test, text_pairs
+from ..distill.batches import encode_texts, pad_ids, pad_token_id, predict
+from ..models.classifier import EncoderClassifier
+from .metrics import agreement, classification_metrics
+from .report import write_report
+from .size_speed import count_parameters, disk_mb, measure_speed
+
+log = logging.getLogger(__name__)
+
+
+def machine_info() -> dict[str, Any]:
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def evaluate_models(
+    cfg: RunConfig,
+    models: dict[str, Path],
+    *,
+    reference: str | None = "teacher",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate each named classifier folder on the configured split of every language.
+
+    Agreement is measured against ``reference`` (the teacher) when it is among the models.
+    """
+    split = cfg.evaluate.split
+    test = load_test(cfg, split)
+    if not test:
+        raise ValueError(f"data.{split} lists no files; add e.g. data.{split}.en: path/to/{split}.csv")
+    results: dict[str, Any] = {
+        "task": cfg.task,
+        "labels": list(cfg.data.labels),
+        "languages": [lang for lang in cfg.data.languages if lang in test],
+        "source_language": cfg.data.source_lang,
+        "split": split,
+        "machine": machine_info(),
+        "models": {},
+    }
+    predictions: dict[str, dict[str, np.ndarray]] = {}
+    for name, folder in models.items():
+        model, tokenizer = EncoderClassifier.load(folder, flag=name)
+        pad = pad_token_id(tokenizer)
+        entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
+        predictions[name] = {}
+        for lang in results["languages"]:
+            examples = test[lang]
+            ids = encode_texts(tokenizer, [e.text for e in examples], text_pairs(examples),
+                               prefix=model.text_prefix, max_length=model.max_length)
+            logits = predict(model, ids, pad, batch_size=cfg.train.eval_batch_size, progress=progress,
+                             desc=f"{name} {lang}")["logits"]
+            pred = logits.argmax(-1)
+            predictions[name][lang] = pred
+            gold = np.array([e.label for e in examples])
+            entry["metrics"][lang] = classification_metrics(gold, pred, len(cfg.data.labels), ordinal=cfg.data.ordinal)
+        if cfg.evaluate.speed:
+            texts = [e for lang in results["languages"] for e in test[lang]]
+            entry.update(_speed(model, tokenizer, texts, cfg))
+        results["models"][name] = entry
+    if reference in predictions:
+        for name in predictions:
+            if name == reference:
+                continue
+            for lang, pred in predictions[name].items():
+                results["models"][name]["metrics"][lang]["agreement"] = agreement(predictions[reference][lang], pred)
+    return results
+
+
+def _speed(model: EncoderClassifier, tokenizer, examples, cfg: RunConfig) -> dict[str, float]:
+    """Latency at batch 1 and throughput at batch 32 on real test inputs (same inputs for every model)."""
+    sample = examples[: max(32, 1)]
+    ids = encode_texts(tokenizer, [e.text for e in sample], text_pairs(sample), prefix=model.text_prefix,
+                       max_length=model.max_length)
+    pad = pad_token_id(tokenizer)
+    batches = {bs: pad_ids((ids * ((bs // len(ids)) + 1))[:bs], pad) for bs in (1, 32)}
+    model.eval()
+
+    def run(bs: int) -> None:
+        input_ids, mask = batches[bs]
+        model(input_ids, mask)
+
+    speed = measure_speed(run, batch_sizes=(1, 32), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
+    return {"latency_ms_b1": speed["latency_ms_b1"], "throughput_b32": speed["throughput_b32"],
+            "speed_threads": speed["threads"]}
+
+
+def evaluate_run(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
+    from ..distill.classify import student_dir, teacher_dir
+
+    models = {"teacher": teacher_dir(cfg), "student": student_dir(cfg)}
+    results = evaluate_models(cfg, models, progress=progress)
+    teacher, student = results["models"]["teacher"], results["models"]["student"]
+    results["ratios"] = {
+        "params": student["params_total"] / teacher["params_total"],
+        "disk": student["disk_mb"] / teacher["disk_mb"],
+    }
+    if cfg.evaluate.speed:
+        results["ratios"]["speedup_b32"] = student["throughput_b32"] / teacher["throughput_b32"]
+        results["ratios"]["speedup_b1"] = teacher["latency_ms_b1"] / student["latency_ms_b1"]
+    results["run_dir"] = str(cfg.run_dir)
+    results["config"] = cfg.to_dict()
+    write_report(results, Path(cfg.run_dir))
+    return results

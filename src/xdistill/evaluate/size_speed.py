@@ -1,0 +1,90 @@
+"""Model size (parameters, bytes on disk) and CPU speed, measured the same way for every model."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+def count_parameters(model: nn.Module) -> dict:
+    """``{"params_total", "params_embedding"}`` for ``model``.
+
+    Embedding parameters are those of every ``nn.Embedding`` submodule (word, position, token
+    type). A parameter shared by several modules (e.g. an output layer tied to the word
+    embeddings) is counted once, and counts as embedding if any embedding module holds it.
+    """
+    # model.parameters() already skips repeats of the same tensor object.
+    total = sum(p.numel() for p in model.parameters())
+    embedding = {
+        id(p): p.numel()
+        for module in model.modules()
+        if isinstance(module, nn.Embedding)
+        for p in module.parameters(recurse=False)
+    }
+    return {"params_total": int(total), "params_embedding": int(sum(embedding.values()))}
+
+
+def disk_mb(folder: str | Path) -> float:
+    """Size in MB (10**6 bytes) of *all* files under ``folder``, recursively.
+
+    All files, not only the weights: the tokenizer (vocabulary, merges, SentencePiece model)
+    and configs ship with the model and can be a large share of a small student. Symlinks are
+    followed, so a Hugging Face cache snapshot counts the blobs it points at. ``folder`` may
+    also be a single file.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such file or folder to measure")
+    files = [root] if root.is_file() else [f for f in root.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 1e6
+
+
+def measure_speed(
+    run_batch: Callable[[int], None],
+    *,
+    batch_sizes: Iterable[int] = (1, 32),
+    threads: int = 2,
+    warmup: int = 2,
+    repeats: int = 5,
+) -> dict:
+    """Time ``run_batch(bs)`` for each batch size on ``threads`` CPU threads.
+
+    ``run_batch`` builds and runs one batch of ``bs`` inputs however the model needs it, so
+    classifiers, encoders and translators are all measured alike. Each batch size gets
+    ``warmup`` untimed calls, then ``repeats`` timed ones; the median is reported because a
+    single slow run (GC, a page fault) should not move the number.
+
+    Returns ``{"latency_ms_b{bs}": median ms per call, "throughput_b{bs}": inputs per
+    second, ...}`` for every ``bs``, plus ``"threads"`` and ``"repeats"``.
+    """
+    if repeats < 1 or warmup < 0 or threads < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            out = {}
+            for bs in batch_sizes:
+                median_s = _median_seconds(run_batch, bs, warmup, repeats)
+                out[f"latency_ms_b{bs}"] = 1000.0 * median_s
+                out[f"throughput_b{bs}"] = bs / median_s if median_s > 0 else float("inf")
+    finally:
+        # Thread count is process-wide; leaking it would slow (or skew) whatever runs next.
+        torch.set_num_threads(before)
+    return {**out, "threads": threads, "repeats": repeats}
+
+
+def _median_seconds(run_batch: Callable[[int], None], bs: int, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        run_batch(bs)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_batch(bs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

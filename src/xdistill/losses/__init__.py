@@ -1,0 +1,16 @@
+"""Distillation losses. Each is an ``nn.Module`` whose ``forward`` returns a dict of named
+scalar tensors: ``"loss"`` (what the module contributes, before any outer weight) plus its
+parts, so a training loop can log each one.
+
+- :class:`SoftTargetLoss` — Hinton et al. 2015 soft targets + CE on labelled examples.
+- :class:`HiddenStateMSELoss` — TinyBERT-style masked MSE between mapped hidden states.
+- :class:`AttentionKLLoss` — MiniLM-style KL between mapped attention distributions.
+- :class:`EmbeddingMSELoss` — Reimers & Gurevych 2020 MSE between sentence embeddings.
+"""
+
+from xdistill.losses.attention_kl import AttentionKLLoss
+from xdistill.losses.embedding_mse import EmbeddingMSELoss
+from xdistill.losses.hidden_mse import HiddenStateMSELoss
+from xdistill.losses.soft_target import SoftTargetLoss
+
+__all__ = ["AttentionKLLoss", "EmbeddingMSELoss", "HiddenStateMSELoss", "SoftTargetLoss"]

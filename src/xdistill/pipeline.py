@@ -1,0 +1,112 @@
+"""Stages of a run (teacher -> student -> evaluation), each skipped when already done.
+
+A stage is done when its output exists and was produced from the same settings: each stage
+records a hash of the config sections it depends on, so ``--set distill.temperature=4`` re-runs
+distillation and evaluation but reuses the fine-tuned teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import RunConfig, dump_config
+from .io_utils import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+# The config sections each stage's output depends on (on top of the previous stages').
+STAGE_SECTIONS = {
+    "teacher": ("data", "teacher", "seed", "task"),
+    "student": ("student", "distill", "train", "cache_dir"),
+    "evaluate": ("evaluate",),
+}
+STAGES = list(STAGE_SECTIONS)
+
+
+def stage_hash(cfg: RunConfig, stage: str) -> str:
+    full = cfg.to_dict()
+    sections: list[str] = []
+    for name in STAGES:
+        sections.extend(STAGE_SECTIONS[name])
+        if name == stage:
+            break
+    payload = json.dumps({s: full[s] for s in sections}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _marker(cfg: RunConfig, stage: str) -> Path:
+    return Path(cfg.run_dir) / ".stages" / f"{stage}.json"
+
+
+def stage_done(cfg: RunConfig, stage: str) -> bool:
+    path = _marker(cfg, stage)
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("hash") == stage_hash(cfg, stage)
+    except ValueError:
+        return False
+
+
+def _mark_done(cfg: RunConfig, stage: str, summary: dict[str, Any]) -> None:
+    atomic_write_json(_marker(cfg, stage), {"hash": stage_hash(cfg, stage), **summary})
+
+
+def write_resolved_config(cfg: RunConfig) -> Path:
+    path = Path(cfg.run_dir) / "config.yaml"
+    atomic_write_text(path, dump_config(cfg))
+    return path
+
+
+def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool = True,
+              echo: Callable[[str], None] = print) -> Any:
+    """Run one stage unconditionally when ``force``, else only when not already done."""
+    from .distill.classify import distill_student, teacher_dir, train_teacher
+    from .evaluate.report import comparison_table
+    from .evaluate.run_eval import evaluate_run
+
+    if not force and stage_done(cfg, stage):
+        echo(f"[{stage}] already done for these settings in {cfg.run_dir}; skipping (use --force to redo)")
+        return None
+    write_resolved_config(cfg)
+    if stage == "teacher":
+        if not cfg.teacher.finetune:
+            echo(f"[teacher] teacher.finetune is false: using {teacher_dir(cfg)} as it is")
+            _mark_done(cfg, stage, {"skipped": True})
+            return None
+        result = train_teacher(cfg, progress=progress)
+        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
+        echo(f"[teacher] saved to {teacher_dir(cfg)} (best dev {_fmt(result.best_score)}, {result.seconds:.0f} s)")
+        return result
+    if stage == "student":
+        result = distill_student(cfg, progress=progress)
+        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
+        echo(f"[student] saved to {Path(cfg.run_dir) / 'student'} (best dev {_fmt(result.best_score)}, "
+             f"{result.seconds:.0f} s)")
+        return result
+    if stage == "evaluate":
+        results = evaluate_run(cfg, progress=progress)
+        _mark_done(cfg, stage, {})
+        echo(comparison_table(results))
+        echo(f"[evaluate] report: {Path(cfg.run_dir) / 'report.md'}")
+        return results
+    raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+
+
+def run_all(cfg: RunConfig, *, force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> Any:
+    """All stages in order. A re-run stage invalidates the later ones through their hashes."""
+    results = None
+    redo = force
+    for stage in STAGES:
+        if not redo and not stage_done(cfg, stage):
+            redo = True  # everything after a re-run stage must be redone too
+        results = run_stage(cfg, stage, force=redo, progress=progress, echo=echo)
+    return results
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
