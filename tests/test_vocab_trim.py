@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 
 import pytest
@@ -201,8 +202,21 @@ def test_select_keeps_single_chars_and_min_count(unigram_tokenizer):
     new_tok = trim_tokenizer(tok, strict)
     for text in ES_TEXT[:20]:
         pieces = new_tok.tokenize(text)
-        assert "".join(pieces).replace("▁", " ").strip() == tok.backend_tokenizer.normalizer.normalize_str(text).strip()
+        normalized = tok.backend_tokenizer.normalizer.normalize_str(text)
+        assert "".join(pieces).replace("▁", " ").strip() == normalized.strip()
         assert new_tok.unk_token not in pieces
+
+
+def test_keep_texts_are_always_kept(unigram_tokenizer):
+    tok = unigram_tokenizer
+    prefix = "the product: "
+    kept, cov = select_pieces(tok, ES_TEXT, min_count=10**6, keep_texts=[prefix])
+    assert cov < 1.0
+    o2n = {o: n for n, o in enumerate(kept)}
+    new_tok = trim_tokenizer(tok, kept)
+    assert new_tok(prefix)["input_ids"] == [o2n[i] for i in tok(prefix)["input_ids"]]
+    with pytest.raises(ConfigError, match="keep_texts"):
+        select_pieces(tok, ES_TEXT, keep_texts=[None])
 
 
 def test_max_pieces_caps_total(unigram_tokenizer):
@@ -210,6 +224,10 @@ def test_max_pieces_caps_total(unigram_tokenizer):
     assert len(kept) == 100
     assert kept[:4] == [0, 1, 2, 3]
     assert cov < 1.0
+    small = trim_tokenizer(unigram_tokenizer, kept)
+    assert len(small) == 100
+    for text in ALL_TEXT[::7]:  # every corpus character survives, so no <unk>
+        assert small.unk_token_id not in small(text)["input_ids"]
     with pytest.raises(ConfigError, match="max_pieces"):
         select_pieces(unigram_tokenizer, ALL_TEXT, max_pieces=20)
     with pytest.raises(ConfigError, match="min_count"):
@@ -239,8 +257,6 @@ def test_added_token_past_model_vocab_stays_last(unigram_backend):
 def test_xlm_roberta_tokenizer_class_round_trip(unigram_backend, tmp_path):
     """The e5 teacher ships an XLM-R style tokenizer; its class rebuilds the model with unk_id=3."""
     from transformers import XLMRobertaTokenizer
-
-    import json
 
     vocab = [tuple(p) for p in json.loads(unigram_backend.to_str())["model"]["vocab"]]
     tok = XLMRobertaTokenizer(vocab=vocab)
@@ -329,16 +345,26 @@ def test_bpe_keeps_merge_parts(tmp_path):
     for text in ES_TEXT[:30]:
         assert new_tok(text)["input_ids"] == [o2n[i] for i in tok(text)["input_ids"]]
     # every surviving merge has surviving parts
-    import json
-
     model_json = json.loads(new_tok.backend_tokenizer.to_str())["model"]
     for merge in model_json["merges"]:
         a, b = merge.split(" ") if isinstance(merge, str) else merge
         assert a in model_json["vocab"] and b in model_json["vocab"] and a + b in model_json["vocab"]
+    # pieces that only occur as merge steps towards kept pieces are kept as well
+    used = {i for text in ES_TEXT for i in tok(text, add_special_tokens=False)["input_ids"]}
+    assert any(len(tok.convert_ids_to_tokens(i)) > 1 for i in set(kept) - used - set(tok.all_special_ids))
     new_tok.save_pretrained(tmp_path)
     tok2 = AutoTokenizer.from_pretrained(tmp_path)
     for text in ES_TEXT[:10] + EN_TEXT[:5]:
         assert tok2(text)["input_ids"] == new_tok(text)["input_ids"]
+
+    # a capped vocabulary re-segments into shorter pieces, losing no text
+    capped, cov = select_pieces(tok, ALL_TEXT, max_pieces=120)
+    assert len(capped) <= 120 and cov < 1.0
+    small = trim_tokenizer(tok, capped)
+    for text in ALL_TEXT[::10]:
+        ids = small(text)["input_ids"]
+        assert small.unk_token_id not in ids
+        assert small.decode(ids, skip_special_tokens=True).replace(" ", "") == text.replace(" ", "")
 
 
 def test_masked_lm_head_is_trimmed_too(unigram_tokenizer):

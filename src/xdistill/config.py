@@ -120,6 +120,7 @@ class TrainConfig:
     select_metric: str = "accuracy"
     select_lang: str | None = None
     log_every: int = 10
+    group_by_length: bool = True
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -414,7 +415,9 @@ def _convert(tp: Any, value: Any, flag: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
-        for arg in (a for a in args if a is not type(None)):
+        # Prefer the member the value already is (1 stays an int in `str | int`), then conversions.
+        members = sorted((a for a in args if a is not type(None)), key=lambda a: not _is_instance(value, a))
+        for arg in members:
             try:
                 return _convert(arg, value, flag, source)
             except ConfigError as exc:
@@ -457,6 +460,12 @@ def _convert(tp: Any, value: Any, flag: str, source: str) -> Any:
     if value is None and tp is type(None):
         return None
     raise _type_error(flag, tp, value, source)
+
+
+def _is_instance(value: Any, tp: Any) -> bool:
+    if isinstance(value, bool):
+        return tp is bool
+    return isinstance(tp, type) and isinstance(value, tp)
 
 
 def _type_name(tp: Any) -> str:

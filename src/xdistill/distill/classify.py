@@ -105,7 +105,7 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         evaluate_fn=(lambda: evaluator(model)) if evaluator else None,
         select_key=f"{select_lang}/{tcfg.train.select_metric}" if evaluator else None,
         save_fn=lambda: model.save(out, tokenizer, {"role": "teacher", "base_model": str(path)}),
-        progress=progress, desc="teacher",
+        lengths=[len(it["ids"]) for it in items], progress=progress, desc="teacher",
     )
 
 
@@ -185,7 +185,8 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         log.info("stream %s: %d examples", s.name, len(s.student_texts))
 
     corpus = [t for s in streams for t in s.student_texts] + [p for s in streams for p in (s.student_pairs or []) if p]
-    encoder, s_tok, student_info = build_student(teacher.encoder, t_tok, cfg.student, corpus, progress=progress)
+    encoder, s_tok, student_info = build_student(teacher.encoder, t_tok, cfg.student, corpus,
+                                                text_prefix=teacher.text_prefix, progress=progress)
     if attn:
         encoder.config._attn_implementation = "eager"
     student = EncoderClassifier(
@@ -279,7 +280,7 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
         select_key=f"{select_lang}/{cfg.train.select_metric}" if evaluator else None,
         save_fn=lambda: student.save(out_dir, s_tok, extra_info),
-        extra_modules=extra, progress=progress, desc="student",
+        extra_modules=extra, lengths=[len(it["ids"]) for it in items], progress=progress, desc="student",
     )
     return result
 

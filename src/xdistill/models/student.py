@@ -22,6 +22,7 @@ def build_student(
     cfg: StudentConfig,
     corpus: Iterable[str],
     *,
+    text_prefix: str = "",
     progress: bool = True,
 ) -> tuple[PreTrainedModel, object, dict]:
     """Return (student encoder, student tokenizer, info) for the given teacher encoder.
@@ -33,7 +34,10 @@ def build_student(
     info: dict = {"init": cfg.init}
     kept_ids = None
     if cfg.trim_vocab:
-        kept_ids, coverage = select_pieces(tokenizer, corpus, min_count=cfg.vocab_min_count, progress=progress)
+        # The input prefix (e5's "query: ") must keep its pieces, or the student would segment it
+        # differently from the teacher.
+        kept_ids, coverage = select_pieces(tokenizer, corpus, min_count=cfg.vocab_min_count, progress=progress,
+                                           keep_texts=[text_prefix] if text_prefix else ())
         tokenizer = trim_tokenizer(tokenizer, kept_ids)
         info.update(vocab_before=teacher.config.vocab_size, vocab_after=len(kept_ids), vocab_coverage=coverage)
 

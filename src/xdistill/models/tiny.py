@@ -29,13 +29,16 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """An XLM-R-shaped tokenizer (Unigram + metaspace, ``<s> A </s>``) trained on ``texts``."""
+    texts = list(texts)
+    # Unigram must hold every character as a piece; Chinese text alone brings hundreds.
+    vocab_size = max(vocab_size, len(set("".join(texts))) + 300)
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>",
                                       show_progress=False)
-    tok.train_from_iterator(list(texts), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
         special_tokens=[(t, tok.token_to_id(t)) for t in ("<s>", "</s>")],

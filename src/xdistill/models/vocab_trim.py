@@ -193,7 +193,9 @@ def _bpe_parents(model_json: dict) -> dict[str, tuple[str, str]]:
     return parents
 
 
-def _closure(ids: Iterable[int], parents: dict[str, tuple[str, str]], pieces: list[str], index: dict[str, int]) -> set[int]:
+def _closure(
+    ids: Iterable[int], parents: dict[str, tuple[str, str]], pieces: list[str], index: dict[str, int]
+) -> set[int]:
     """``ids`` plus every piece needed (recursively) to build them by BPE merges."""
     out: set[int] = set()
     stack = list(ids)
@@ -253,6 +255,7 @@ def select_pieces(
     max_pieces: int | None = None,
     batch_size: int = 1000,
     progress: bool = False,
+    keep_texts: Iterable[str] = (),
 ) -> tuple[list[int], float]:
     """Choose the pieces to keep; return ``(kept_ids, coverage)``.
 
@@ -261,7 +264,9 @@ def select_pieces(
     model's unknown token, every single-character piece whose character occurs in the corpus
     pieces (``c`` and, for WordPiece, ``##c``; Unigram and BPE fall back to them), the byte
     pieces ``<0x00>..<0xFF>`` of a ``byte_fallback`` model, and for BPE every piece needed to
-    build a kept piece by merges. Other pieces are kept when they occur at least ``min_count``
+    build a kept piece by merges, and every piece of ``keep_texts`` (strings the student will
+    always see whatever the corpus: e5's ``"passage: "`` / ``"query: "`` prefixes, prompt or label
+    words; they do not count towards ``coverage``). Other pieces are kept when they occur at least ``min_count``
     times; ``max_pieces`` caps the size of the whole new vocabulary (always-kept pieces
     included, most frequent pieces first; a :class:`ConfigError` if the always-kept pieces alone
     exceed it).
@@ -306,7 +311,12 @@ def select_pieces(
     total = int(counts.sum())
 
     protected = {i for i in _protected_ids(tokenizer, data, pieces) if 0 <= i < old_size}
-    mandatory = set(protected)
+    keep_texts = list(keep_texts)
+    for n, text in enumerate(keep_texts):
+        if not isinstance(text, str):
+            raise ConfigError(f"select_pieces: keep_texts #{n} is {type(text).__name__}, not str")
+    forced = {i for enc in encode(keep_texts, add_special_tokens=False) for i in enc.ids} if keep_texts else set()
+    mandatory = set(protected) | forced
 
     def piece_of(i: int) -> str | None:
         if pieces is not None and i < len(pieces):
@@ -317,8 +327,8 @@ def select_pieces(
     prefix = model_json.get("continuing_subword_prefix") if mtype in ("WordPiece", "BPE") else None
     suffix = model_json.get("end_of_word_suffix") if mtype == "BPE" else None
     chars: set[str] = set()
-    for i in np.flatnonzero(counts[:n_model]):
-        piece = piece_of(int(i))
+    for i in sorted({int(i) for i in np.flatnonzero(counts[:n_model])} | {i for i in forced if i < n_model}):
+        piece = piece_of(i)
         if piece is None:
             continue
         if prefix and piece.startswith(prefix):
@@ -661,8 +671,13 @@ def trim_vocabulary(
     max_pieces: int | None = None,
     batch_size: int = 1000,
     progress: bool = False,
+    keep_texts: Iterable[str] = (),
 ):
     """Trim ``model`` and ``tokenizer`` to the pieces ``texts`` use.
+
+    Selection as in :func:`select_pieces` (``min_count``, ``max_pieces``, ``keep_texts``: for an
+    e5 teacher pass ``keep_texts=["passage: ", "query: "]`` or prefix the corpus texts, or the
+    prefix pieces may be dropped and re-segmented differently from the teacher).
 
     Returns ``(new_tokenizer, result)``: a new tokenizer (the input one is left unchanged) and
     a :class:`TrimResult`. The model is changed **in place** (see :func:`trim_embeddings`); pass
@@ -676,7 +691,13 @@ def trim_vocabulary(
             f"the model has {rows} embedding rows but the tokenizer {old_size} ids; they do not belong together"
         )
     kept_ids, coverage = select_pieces(
-        tokenizer, texts, min_count=min_count, max_pieces=max_pieces, batch_size=batch_size, progress=progress
+        tokenizer,
+        texts,
+        min_count=min_count,
+        max_pieces=max_pieces,
+        batch_size=batch_size,
+        progress=progress,
+        keep_texts=keep_texts,
     )
     new_tokenizer = trim_tokenizer(tokenizer, kept_ids)
     trim_embeddings(model, kept_ids)

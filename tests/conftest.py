@@ -1,0 +1,35 @@
+"""Shared fixtures: the tiny smoke config, pointed at a temporary run and cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+
+os.environ.setdefault("XDISTILL_NO_PROGRESS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_raw(tmp_path: Path) -> dict:
+    """configs/tiny.yaml as a dict, writing into tmp_path."""
+    data = yaml.safe_load(TINY.read_text(encoding="utf-8"))
+    data["run_dir"] = str(tmp_path / "run")
+    data["cache_dir"] = str(tmp_path / "cache")
+    return data
+
+
+@pytest.fixture
+def tiny_config_path(tmp_path: Path, tiny_raw: dict) -> Path:
+    return write_config(tmp_path / "tiny.yaml", tiny_raw)
