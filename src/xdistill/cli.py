@@ -19,10 +19,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+bench_app = typer.Typer(help="Benchmarks on the shared real data (writes bench/results/*.json).", no_args_is_help=True)
 models_app = typer.Typer(help="Bring teachers into Hugging Face folders.", no_args_is_help=True)
 teacher_app = typer.Typer(help="Fine-tune the teacher.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(teacher_app, name="teacher")
+app.add_typer(bench_app, name="bench")
 
 _state = {"debug": False, "progress": True}
 
@@ -129,6 +131,32 @@ def demo(
         import_e5_small(model_dir, progress=_state["progress"])
     overrides = [f"teacher.path={model_dir}", f"run_dir={run_dir}", *(set_ or [])]
     run_all(_load(Path(BUILTIN_PREFIX + "demo"), overrides), progress=_state["progress"], echo=typer.echo)
+
+
+@bench_app.command("marc")
+def bench_marc(
+    data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding marc/."),
+    quick: bool = typer.Option(False, "--quick", help="Subsets and one seed (under 10 minutes)."),
+    seeds: int = typer.Option(3, "--seeds", min=1, max=5, help="Seeds per student row."),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/marc[-quick].json)."),
+    variant: list[str] = typer.Option(["binary"], "--variant", help="binary and/or 5class (repeatable)."),
+    row: Optional[list[str]] = typer.Option(None, "--row", help="Only these student rows (repeatable)."),
+    work_dir: Path = typer.Option(Path("runs/bench-marc"), "--work-dir", help="Models and caches of the runs."),
+    teacher: Path = typer.Option(Path("models/e5-small"), "--teacher", help="The e5 folder (imported if missing)."),
+) -> None:
+    """MARC en -> es/zh: teacher, no-KD student and distilled students in all transfer settings."""
+    from .bench.docs import write_benchmarks_md
+    from .bench.marc import ROWS, markdown_table, run_benchmark
+
+    bad = [v for v in variant if v not in ("binary", "5class")] + [r for r in row or [] if r not in ROWS]
+    if bad:
+        raise XdistillError(f"unknown --variant/--row {bad}; variants: binary, 5class; rows: {', '.join(ROWS)}")
+    out = out or Path("bench/results") / ("marc-quick.json" if quick else "marc.json")
+    work = work_dir / ("quick" if quick else "full")
+    results = run_benchmark(data_dir=data_dir, out=out, work_dir=work, teacher_path=teacher, seeds=seeds,
+                            quick=quick, variants=variant, rows=row, progress=_state["progress"], echo=typer.echo)
+    typer.echo(markdown_table(results))
+    typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
 
 
 def _require_teacher(cfg) -> None:

@@ -76,8 +76,12 @@ class DataConfig:
     exclude_test_texts: bool = True
     max_train: int | None = None
     max_unlabelled: int | None = None
+    max_target_labelled: int | None = None
     max_dev: int | None = None
     max_test: int | None = None
+    # Subsets (max_*) are drawn with their own seed, so runs that differ only in the training
+    # seed see the same data and share cached teacher outputs.
+    sample_seed: int = 13
 
     def __post_init__(self) -> None:
         _check(bool(self.train), "data.train is required: the labelled source-language file")
@@ -92,7 +96,7 @@ class DataConfig:
             self.source_lang not in self.target_langs,
             f"data.target_langs must not contain the source language {self.source_lang!r}",
         )
-        for key in ("max_train", "max_unlabelled", "max_dev", "max_test"):
+        for key in ("max_train", "max_unlabelled", "max_target_labelled", "max_dev", "max_test"):
             value = getattr(self, key)
             _check(value is None or value > 0, f"data.{key} must be > 0 or null, got {value}")
 
@@ -119,6 +123,7 @@ class TrainConfig:
     max_steps: int | None = None
     select_metric: str = "accuracy"
     select_lang: str | None = None
+    also_select_langs: list[str] = field(default_factory=list)
     log_every: int = 10
     group_by_length: bool = True
     seed: int | None = None
@@ -253,17 +258,21 @@ class RunConfig:
                 f"distill.transfer is {self.distill.transfer!r} but data.target_labelled has no file for {missing}; "
                 "add one per target language or use distill.transfer: unsupervised",
             )
+        # "targets" selects on the mean over the target languages' dev sets.
+        choices = langs + ["targets"]
         for cfg_name, train in (("train", self.train), ("teacher.train", self.teacher.train)):
-            _check(
-                train.select_lang is None or train.select_lang in langs,
-                f"{cfg_name}.select_lang is {train.select_lang!r}, not one of the run's languages {langs}",
-            )
-            dev_lang = train.select_lang or self.data.source_lang
-            _check(
-                not self.data.dev or dev_lang in self.data.dev,
-                f"{cfg_name}.select_lang is {dev_lang!r} but data.dev has no file for it; "
-                f"add data.dev.{dev_lang} or change {cfg_name}.select_lang",
-            )
+            for flag, lang in [("select_lang", train.select_lang)] + [("also_select_langs", x) for x in train.also_select_langs]:
+                _check(
+                    lang is None or lang in choices,
+                    f"{cfg_name}.{flag} is {lang!r}, not one of the run's languages {langs} or 'targets'",
+                )
+                needed = self.data.target_langs if lang == "targets" else [lang or self.data.source_lang]
+                missing = [x for x in needed if x not in self.data.dev]
+                _check(
+                    not self.data.dev or not missing,
+                    f"{cfg_name}.{flag} is {lang or self.data.source_lang!r} but data.dev has no file for {missing}; "
+                    f"add data.dev entries or change {cfg_name}.{flag}",
+                )
         if self.student.init == "teacher" and self.distill.layer_map is not None:
             n = len(self.student.layers)
             _check(

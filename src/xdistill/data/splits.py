@@ -75,7 +75,7 @@ def k_per_class(examples: list[Example], k: int) -> list[Example]:
 def load_dev(cfg: RunConfig, notes: list[str] | None = None) -> dict[str, list[Example]]:
     notes = notes if notes is not None else []
     return {
-        lang: _cap(_read_labelled(cfg, path, lang, notes), cfg.data.max_dev, cfg.seed)
+        lang: _cap(_read_labelled(cfg, path, lang, notes), cfg.data.max_dev, cfg.data.sample_seed)
         for lang, path in cfg.data.dev.items()
     }
 
@@ -84,7 +84,7 @@ def load_test(cfg: RunConfig, split: str = "test") -> dict[str, list[Example]]:
     files = cfg.data.test if split == "test" else cfg.data.dev
     limit = cfg.data.max_test if split == "test" else cfg.data.max_dev
     notes: list[str] = []
-    return {lang: _cap(_read_labelled(cfg, path, lang, notes), limit, cfg.seed) for lang, path in files.items()}
+    return {lang: _cap(_read_labelled(cfg, path, lang, notes), limit, cfg.data.sample_seed) for lang, path in files.items()}
 
 
 class _LeakFilter:
@@ -115,18 +115,18 @@ def load_training_data(cfg: RunConfig, *, with_targets: bool = True) -> RunData:
     data.dev = load_dev(cfg, data.notes)
     leak = _LeakFilter(cfg, data.dev)
     src = cfg.data.source_lang
-    data.train = _cap(leak(_read_labelled(cfg, cfg.data.train, src, data.notes), src, "train"), cfg.data.max_train, cfg.seed)
+    data.train = _cap(leak(_read_labelled(cfg, cfg.data.train, src, data.notes), src, "train"), cfg.data.max_train, cfg.data.sample_seed)
     if with_targets:
         for lang, path in cfg.data.unlabelled.items():
             examples, stats = read_unlabelled(cfg.data.resolve(path), columns=_columns(cfg), lang=lang, header=cfg.data.header)
             data.notes.append(stats.summary())
-            data.unlabelled[lang] = _cap(leak(examples, lang, "unlabelled"), cfg.data.max_unlabelled, cfg.seed)
+            data.unlabelled[lang] = _cap(leak(examples, lang, "unlabelled"), cfg.data.max_unlabelled, cfg.data.sample_seed)
         if cfg.distill.transfer != "unsupervised":
             for lang, path in cfg.data.target_labelled.items():
                 examples = leak(_read_labelled(cfg, path, lang, data.notes), lang, "target_labelled")
                 if cfg.distill.transfer == "semi":
                     examples = k_per_class(examples, cfg.distill.k_per_class)
-                data.target_labelled[lang] = examples
+                data.target_labelled[lang] = _cap(examples, cfg.data.max_target_labelled, cfg.data.sample_seed)
         for par in cfg.data.parallel:
             pairs, stats = read_parallel(
                 cfg.data.resolve(par.path),
@@ -137,7 +137,7 @@ def load_training_data(cfg: RunConfig, *, with_targets: bool = True) -> RunData:
             data.notes.append(stats.summary())
             texts = leak.test_texts.get(par.lang, set()) | leak.test_texts.get(src, set())
             pairs = [p for p in pairs if p.source.strip() not in texts and p.target.strip() not in texts]
-            data.parallel.setdefault(par.lang, []).extend(_cap(pairs, par.max_pairs, cfg.seed))
+            data.parallel.setdefault(par.lang, []).extend(_cap(pairs, par.max_pairs, cfg.data.sample_seed))
     data.notes.extend(leak.notes)
     for note in data.notes:
         log.info(note)

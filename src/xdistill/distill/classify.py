@@ -44,8 +44,9 @@ def teacher_dir(cfg: RunConfig) -> Path:
     return Path(cfg.run_dir) / "teacher"
 
 
-def student_dir(cfg: RunConfig) -> Path:
-    return Path(cfg.run_dir) / "student"
+def student_dir(cfg: RunConfig, selected_on: str | None = None) -> Path:
+    """The student chosen on ``train.select_lang``; or the one chosen on another dev language."""
+    return Path(cfg.run_dir) / ("student" if selected_on is None else f"student-selected-on-{selected_on}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +92,9 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     items = _labelled_items(data.train, tokenizer, model.text_prefix, tcfg.max_length)
     loss_fn = SoftTargetLoss(temperature=1.0, alpha=1.0)
     select_lang = tcfg.train.select_lang or cfg.data.source_lang
-    dev = {select_lang: data.dev[select_lang]} if select_lang in data.dev else {}
+    # Only the dev sets selection needs: the teacher's target-language scores stay zero-shot.
+    needed = cfg.data.target_langs if select_lang == "targets" else [select_lang]
+    dev = {lang: data.dev[lang] for lang in needed if lang in data.dev}
     evaluator = DevEvaluator(dev, tokenizer, model.text_prefix, tcfg.max_length, cfg) if dev else None
     out = teacher_dir(cfg)
 
@@ -279,7 +282,12 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         cfg=cfg.train, seed=cfg.train.seed or cfg.seed, run_dir=Path(cfg.run_dir) / "student-logs",
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
         select_key=f"{select_lang}/{cfg.train.select_metric}" if evaluator else None,
-        save_fn=lambda: student.save(out_dir, s_tok, extra_info),
+        save_fn=lambda: student.save(out_dir, s_tok, {**extra_info, "selected_on": select_lang}),
+        also_select={
+            lang: (f"{lang}/{cfg.train.select_metric}",
+                   lambda lang=lang: student.save(student_dir(cfg, lang), s_tok, {**extra_info, "selected_on": lang}))
+            for lang in cfg.train.also_select_langs
+        } if evaluator else None,
         extra_modules=extra, lengths=[len(it["ids"]) for it in items], progress=progress, desc="student",
     )
     return result
@@ -353,4 +361,9 @@ class DevEvaluator:
                     metrics[f"{lang}/{key}"] = m[key]
             if lang in self.teacher_pred:
                 metrics[f"{lang}/agreement"] = agreement(self.teacher_pred[lang], pred)
+        targets = [lang for lang in self.cfg.data.target_langs if lang in self.ids]
+        for key in ("accuracy", "macro_f1", "mae", "agreement"):
+            values = [metrics[f"{lang}/{key}"] for lang in targets if f"{lang}/{key}" in metrics]
+            if values and len(values) == len(targets):
+                metrics[f"targets/{key}"] = float(np.mean(values))
         return metrics

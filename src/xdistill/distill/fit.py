@@ -38,6 +38,7 @@ class FitResult:
     best_epoch: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    also_best: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -99,6 +100,7 @@ def fit(
     evaluate_fn: Callable[[], dict[str, float]] | None = None,
     select_key: str | None = None,
     save_fn: Callable[[], None] | None = None,
+    also_select: dict[str, tuple[str, Callable[[], None]]] | None = None,
     extra_modules: Iterable[nn.Module] = (),
     lengths: Sequence[int] | None = None,
     progress: bool = True,
@@ -108,7 +110,8 @@ def fit(
 
     ``evaluate_fn`` returns flat metrics like ``{"en/accuracy": 91.2}``; after every epoch the
     model is evaluated and, when ``select_key`` improves, ``save_fn`` saves it. Without a dev set
-    the last model is saved. With ``lengths`` (tokens per example) and ``train.group_by_length``,
+    the last model is saved. ``also_select`` maps a name to (metric key, save function) for
+    further selections, e.g. a copy chosen on target-language dev sets. With ``lengths`` (tokens per example) and ``train.group_by_length``,
     batches hold examples of similar length.
     """
     run_dir = Path(run_dir)
@@ -128,7 +131,11 @@ def fit(
     modules = [model, *extra_modules]
     optimizer = torch.optim.AdamW(_param_groups(modules, cfg.weight_decay), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    lower_better = select_key is not None and select_key.rsplit("/", 1)[-1] in LOWER_IS_BETTER
+
+    def better(key: str, score: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return score < best if key.rsplit("/", 1)[-1] in LOWER_IS_BETTER else score > best
 
     metrics_path = run_dir / "metrics.jsonl"
     result = FitResult(steps=0, best_score=None, best_epoch=None)
@@ -152,13 +159,16 @@ def fit(
         model.train()
         record = {"type": "eval", "step": step, "epoch": round(epoch, 3), **{f"dev/{k}": v for k, v in metrics.items()}}
         score = metrics.get(select_key) if select_key else None
-        improved = score is not None and (
-            result.best_score is None or (score < result.best_score if lower_better else score > result.best_score)
-        )
+        improved = score is not None and better(select_key, score, result.best_score)
         if improved:
             result.best_score, result.best_epoch = score, round(epoch, 3)
             if save_fn is not None:
                 save_fn()
+        for name, (key, save_other) in (also_select or {}).items():
+            other = metrics.get(key)
+            if other is not None and better(key, other, result.also_best.get(name, {}).get("score")):
+                result.also_best[name] = {"score": other, "epoch": round(epoch, 3)}
+                save_other()
         record["best"] = bool(improved)
         log_record(record)
         shown = f"{score:.2f}" if score is not None else "n/a"

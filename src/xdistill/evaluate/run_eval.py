@@ -41,6 +41,42 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def evaluate_classifier(
+    cfg: RunConfig,
+    name: str,
+    folder: Path,
+    test: dict[str, list],
+    *,
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics per language, size and (with ``evaluate.speed``) speed of one classifier folder.
+
+    Returns the report entry and the predictions per language (for agreement with a reference)."""
+    model, tokenizer = EncoderClassifier.load(folder, flag=name)
+    pad = pad_token_id(tokenizer)
+    entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
+    predictions: dict[str, np.ndarray] = {}
+    for lang, examples in test.items():
+        ids = encode_texts(tokenizer, [e.text for e in examples], text_pairs(examples),
+                           prefix=model.text_prefix, max_length=model.max_length)
+        logits = predict(model, ids, pad, batch_size=cfg.train.eval_batch_size, progress=progress,
+                         desc=f"{name} {lang}")["logits"]
+        predictions[lang] = logits.argmax(-1)
+        gold = np.array([e.label for e in examples])
+        entry["metrics"][lang] = classification_metrics(gold, predictions[lang], len(cfg.data.labels),
+                                                        ordinal=cfg.data.ordinal)
+    if cfg.evaluate.speed:
+        entry.update(_speed(model, tokenizer, [e for exs in test.values() for e in exs], cfg))
+    return entry, predictions
+
+
+def add_agreement(entry: dict[str, Any], predictions: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:
+    """Percent of examples where the model predicts what the reference (the teacher) predicts."""
+    for lang, pred in predictions.items():
+        if lang in reference:
+            entry["metrics"][lang]["agreement"] = agreement(reference[lang], pred)
+
+
 def evaluate_models(
     cfg: RunConfig,
     models: dict[str, Path],
@@ -56,10 +92,12 @@ def evaluate_models(
     test = load_test(cfg, split)
     if not test:
         raise ValueError(f"data.{split} lists no files; add e.g. data.{split}.en: path/to/{split}.csv")
+    languages = [lang for lang in cfg.data.languages if lang in test]
+    test = {lang: test[lang] for lang in languages}
     results: dict[str, Any] = {
         "task": cfg.task,
         "labels": list(cfg.data.labels),
-        "languages": [lang for lang in cfg.data.languages if lang in test],
+        "languages": languages,
         "source_language": cfg.data.source_lang,
         "split": split,
         "machine": machine_info(),
@@ -67,30 +105,11 @@ def evaluate_models(
     }
     predictions: dict[str, dict[str, np.ndarray]] = {}
     for name, folder in models.items():
-        model, tokenizer = EncoderClassifier.load(folder, flag=name)
-        pad = pad_token_id(tokenizer)
-        entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
-        predictions[name] = {}
-        for lang in results["languages"]:
-            examples = test[lang]
-            ids = encode_texts(tokenizer, [e.text for e in examples], text_pairs(examples),
-                               prefix=model.text_prefix, max_length=model.max_length)
-            logits = predict(model, ids, pad, batch_size=cfg.train.eval_batch_size, progress=progress,
-                             desc=f"{name} {lang}")["logits"]
-            pred = logits.argmax(-1)
-            predictions[name][lang] = pred
-            gold = np.array([e.label for e in examples])
-            entry["metrics"][lang] = classification_metrics(gold, pred, len(cfg.data.labels), ordinal=cfg.data.ordinal)
-        if cfg.evaluate.speed:
-            texts = [e for lang in results["languages"] for e in test[lang]]
-            entry.update(_speed(model, tokenizer, texts, cfg))
-        results["models"][name] = entry
+        results["models"][name], predictions[name] = evaluate_classifier(cfg, name, folder, test, progress=progress)
     if reference in predictions:
         for name in predictions:
-            if name == reference:
-                continue
-            for lang, pred in predictions[name].items():
-                results["models"][name]["metrics"][lang]["agreement"] = agreement(predictions[reference][lang], pred)
+            if name != reference:
+                add_agreement(results["models"][name], predictions[name], predictions[reference])
     return results
 
 

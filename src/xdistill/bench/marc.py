@@ -1,0 +1,270 @@
+"""Benchmark: cross-lingual sentiment on MARC (en -> es, zh) in every transfer setting.
+
+One teacher (multilingual-e5-small fine-tuned on English) is trained once; its outputs are
+cached once and shared by every student row and seed. Rows: the teacher (its es/zh scores are
+zero-shot), a student without distillation, and students distilled unsupervised, with 16 / 256
+target labels per class, and with all target-pool labels. Students: mean ± std over seeds.
+
+    xdistill bench marc --data-dir ../shared/data [--quick] [--seeds 3] --out bench/results/marc.json
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import RunConfig, from_dict
+from ..data.splits import load_test
+from ..distill.classify import distill_student, student_dir, teacher_dir, train_teacher
+from ..evaluate.run_eval import add_agreement, evaluate_classifier, machine_info
+from ..io_utils import atomic_write_json
+from ..pipeline import stage_done, _mark_done
+
+log = logging.getLogger(__name__)
+
+BINARY_MAP = {"1": "negative", "2": "negative", "3": None, "4": "positive", "5": "positive"}
+STUDENT_LAYERS = [0, 11]
+
+# Each row: config overrides on top of the shared base. Rows with target labels select on the
+# target dev sets (they may use target data); rows without select on English dev.
+ROWS: dict[str, dict[str, Any]] = {
+    "student-nokd": {"distill": {"use_teacher": False, "transfer": "unsupervised"}},
+    "student-unsupervised": {"distill": {"transfer": "unsupervised"}, "train": {"also_select_langs": ["targets"]}},
+    "student-semi-16": {"distill": {"transfer": "semi", "k_per_class": 16}, "train": {"select_lang": "targets"}},
+    "student-semi-256": {"distill": {"transfer": "semi", "k_per_class": 256}, "train": {"select_lang": "targets"}},
+    "student-supervised": {
+        "distill": {"transfer": "supervised", "use_unlabelled": False},
+        "train": {"select_lang": "targets"},
+        "data": {"target_labelled": "pools"},
+    },
+}
+
+# Sizes: full vs --quick (subsets, one teacher epoch; numbers may be worse, the JSON has the same shape).
+BUDGETS = {
+    "full": {"max_train": 4000, "max_unlabelled": 3000, "max_target_labelled": 3000, "max_dev": None,
+             "max_test": None, "teacher_epochs": 1.0, "student_epochs": 2.0},
+    "quick": {"max_train": 600, "max_unlabelled": 500, "max_target_labelled": 500, "max_dev": 300,
+              "max_test": 500, "teacher_epochs": 1.0, "student_epochs": 1.0},
+}
+
+
+def base_config(data_dir: Path, work_dir: Path, teacher_path: Path, variant: str, budget: dict) -> dict[str, Any]:
+    labels = ["negative", "positive"] if variant == "binary" else ["1", "2", "3", "4", "5"]
+    dev = {lang: f"marc/kshot256/{lang}/seed13/dev.csv" for lang in ("en", "es", "zh")}
+    return {
+        "name": f"bench-marc-{variant}",
+        "run_dir": str(work_dir / variant / "teacher-run"),
+        "cache_dir": str(work_dir / "cache"),
+        "seed": 13,
+        "data": {
+            "dir": str(data_dir),
+            "source_lang": "en",
+            "target_langs": ["es", "zh"],
+            "labels": labels,
+            "label_map": BINARY_MAP if variant == "binary" else {},
+            "ordinal": variant == "5class",
+            "columns": {"id": 0, "text": 1, "label": 2},
+            "train": "marc/train_pool_en.csv",
+            "dev": dev,
+            "test": {lang: f"marc/test/{lang}.csv" for lang in ("en", "es", "zh")},
+            "unlabelled": {lang: f"marc/train_pool_{lang}.csv" for lang in ("es", "zh")},
+            "target_labelled": {lang: f"marc/kshot256/{lang}/seed13/train.csv" for lang in ("es", "zh")},
+            **{k: budget[k] for k in ("max_train", "max_unlabelled", "max_target_labelled", "max_dev", "max_test")},
+        },
+        "teacher": {
+            "path": str(teacher_path),
+            "text_prefix": "query: ",
+            "max_length": 128,
+            "train": {"epochs": budget["teacher_epochs"], "batch_size": 16, "lr": 3e-5, "eval_batch_size": 64},
+        },
+        "student": {"init": "teacher", "layers": STUDENT_LAYERS, "trim_vocab": True},
+        "distill": {"temperature": 2.0, "alpha": 0.5},
+        "train": {"epochs": budget["student_epochs"], "batch_size": 32, "lr": 1e-4, "warmup_ratio": 0.06,
+                  "eval_batch_size": 64, "select_lang": "en"},
+        "evaluate": {"split": "test", "threads": 2, "repeats": 5},
+    }
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _config(raw: dict) -> RunConfig:
+    return from_dict(RunConfig, raw, source="bench/marc")
+
+
+def row_config(base: dict, row: str, seed: int, work_dir: Path, variant: str, teacher_folder: Path) -> RunConfig:
+    extra = copy.deepcopy(ROWS[row])
+    if extra.get("data", {}).get("target_labelled") == "pools":
+        extra["data"]["target_labelled"] = {lang: f"marc/train_pool_{lang}.csv" for lang in ("es", "zh")}
+    raw = _merge(base, extra)
+    raw["run_dir"] = str(work_dir / variant / row / f"seed{seed}")
+    raw["seed"] = seed
+    # Every student distils from the one teacher trained above (no fine-tuning per row).
+    raw["teacher"] = {**raw["teacher"], "path": str(teacher_folder), "finetune": False}
+    return _config(raw)
+
+
+def _summary(per_seed: list[dict[str, Any]], languages: list[str], key: str) -> tuple[dict, dict]:
+    values = {lang: [m["metrics"][lang][key] for m in per_seed if key in m["metrics"][lang]] for lang in languages}
+    mean = {lang: float(np.mean(v)) for lang, v in values.items() if v}
+    std = {lang: float(np.std(v)) for lang, v in values.items() if v}
+    return mean, std
+
+
+def _row(name: str, variant: str, seeds: list[int], entries: list[dict[str, Any]], languages: list[str]) -> dict:
+    accuracy, accuracy_std = _summary(entries, languages, "accuracy")
+    macro_f1, macro_f1_std = _summary(entries, languages, "macro_f1")
+    row: dict[str, Any] = {
+        "name": name,
+        "variant": variant,
+        "seeds": seeds,
+        "accuracy": accuracy,
+        "accuracy_std": accuracy_std,
+        "macro_f1": macro_f1,
+        "macro_f1_std": macro_f1_std,
+    }
+    if variant == "5class":
+        row["mae"], row["mae_std"] = _summary(entries, languages, "mae")
+    agreement, _ = _summary(entries, languages, "agreement")
+    if agreement:
+        row["agreement"] = agreement
+    for key in ("params_total", "params_embedding", "disk_mb", "latency_ms_b1", "throughput_b32"):
+        row[key] = float(np.mean([e[key] for e in entries])) if key.startswith(("disk", "lat", "through")) else int(entries[0][key])
+    row["per_seed"] = [{"seed": s, "metrics": e["metrics"], "best_dev": e.get("best_dev")} for s, e in zip(seeds, entries)]
+    return row
+
+
+def run_variant(
+    variant: str, *, data_dir: Path, work_dir: Path, teacher_path: Path, seeds: list[int], quick: bool,
+    rows: list[str], progress: bool, echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    budget = BUDGETS["quick" if quick else "full"]
+    base = base_config(data_dir, work_dir, teacher_path, variant, budget)
+    teacher_cfg = _config(base)
+    if not stage_done(teacher_cfg, "teacher"):
+        echo(f"[{variant}] fine-tuning the teacher")
+        result = train_teacher(teacher_cfg, progress=progress)
+        _mark_done(teacher_cfg, "teacher", {"best_dev": result.best_score, "seconds": result.seconds})
+    t_folder = teacher_dir(teacher_cfg)
+    test = load_test(teacher_cfg)
+    languages = list(test)
+    t_entry, t_pred = evaluate_classifier(teacher_cfg, "teacher", t_folder, test, progress=progress)
+    out = [_row("teacher", variant, [teacher_cfg.seed], [t_entry], languages)]
+    echo(f"[{variant}] teacher: " + _acc_line(out[-1]))
+    for row in rows:
+        entries, target_sel = [], []
+        for seed in seeds:
+            cfg = row_config(base, row, seed, work_dir, variant, t_folder)
+            if not stage_done(cfg, "student"):
+                fit_result = distill_student(cfg, progress=progress)
+                _mark_done(cfg, "student", {"best_dev": fit_result.best_score, "also_best": fit_result.also_best,
+                                            "seconds": fit_result.seconds})
+            entry, pred = evaluate_classifier(cfg, row, student_dir(cfg), test, progress=progress)
+            add_agreement(entry, pred, t_pred)
+            entries.append(entry)
+            for lang in cfg.train.also_select_langs:
+                other, other_pred = evaluate_classifier(dataclasses.replace(cfg, evaluate=_no_speed(cfg)),
+                                                        row, student_dir(cfg, lang), test, progress=progress)
+                add_agreement(other, other_pred, t_pred)
+                target_sel.append(other)
+        summary = _row(row, variant, seeds, entries, languages)
+        if target_sel:
+            acc, acc_std = _summary(target_sel, languages, "accuracy")
+            f1, _ = _summary(target_sel, languages, "macro_f1")
+            summary["target_dev_selection"] = {"accuracy": acc, "accuracy_std": acc_std, "macro_f1": f1}
+        summary["params_ratio"] = summary["params_total"] / out[0]["params_total"]
+        summary["speedup_b32"] = summary["throughput_b32"] / out[0]["throughput_b32"]
+        out.append(summary)
+        echo(f"[{variant}] {row}: " + _acc_line(summary))
+    return out
+
+
+def _no_speed(cfg: RunConfig):
+    # Same model, other checkpoint: its speed is the selected student's.
+    return dataclasses.replace(cfg.evaluate, speed=False)
+
+
+def _acc_line(row: dict) -> str:
+    return ", ".join(f"{lang} {row['accuracy'][lang]:.1f}" for lang in row["accuracy"])
+
+
+def run_benchmark(
+    *, data_dir: Path, out: Path, work_dir: Path, teacher_path: Path, seeds: int = 3, quick: bool = False,
+    variants: list[str] = ("binary",), rows: list[str] | None = None, progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    if not (data_dir / "marc" / "train_pool_en.csv").is_file():
+        raise FileNotFoundError(f"{data_dir}/marc/train_pool_en.csv not found; pass --data-dir pointing at the shared data")
+    if not (teacher_path / "config.json").is_file():
+        from ..models.e5_import import import_e5_small
+
+        echo(f"importing multilingual-e5-small into {teacher_path}")
+        import_e5_small(teacher_path, progress=progress)
+    start = time.perf_counter()
+    seed_list = [13, 21, 42, 87, 100][: (1 if quick else seeds)]
+    results: dict[str, Any] = {
+        "benchmark": "marc",
+        "quick": quick,
+        "machine": machine_info(),
+        "protocol": {
+            "teacher": "multilingual-e5-small fine-tuned on English (train_pool_en minus seed13 dev ids), "
+                       "selected on English dev",
+            "student": f"{len(STUDENT_LAYERS)} layers copied from teacher layers {STUDENT_LAYERS}, "
+                       "vocabulary trimmed to the pieces of the student's training text",
+            "unsupervised_data": "English labelled data + es/zh train-pool texts as unlabelled text (no parallel data)",
+            "budget": BUDGETS["quick" if quick else "full"],
+            "seeds": seed_list,
+        },
+        "rows": [],
+    }
+    for variant in variants:
+        results["rows"].extend(run_variant(
+            variant, data_dir=data_dir, work_dir=work_dir, teacher_path=teacher_path, seeds=seed_list,
+            quick=quick, rows=rows or list(ROWS), progress=progress, echo=echo,
+        ))
+        results["wall_seconds"] = time.perf_counter() - start
+        atomic_write_json(out, results)  # after each variant, so a long run leaves partial results
+    results["wall_seconds"] = time.perf_counter() - start
+    atomic_write_json(out, results)
+    return results
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The benchmark as a Markdown table (mean ± std over seeds)."""
+    lines = [
+        f"### MARC {'(quick)' if results.get('quick') else ''}".rstrip(),
+        "",
+        f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; "
+        f"wall time {results.get('wall_seconds', 0) / 60:.1f} min; seeds {results['protocol']['seeds']}.",
+        "",
+        "| variant | row | en acc | es acc | zh acc | es/zh acc (target-dev sel.) | params (M) | × teacher params | b32 ex/s | × teacher speed |",
+        "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for row in results["rows"]:
+        def cell(lang: str, row=row) -> str:
+            mean = row["accuracy"].get(lang)
+            std = row.get("accuracy_std", {}).get(lang)
+            if mean is None:
+                return "–"
+            return f"{mean:.1f} ± {std:.1f}" if std and len(row["seeds"]) > 1 else f"{mean:.1f}"
+        sel = row.get("target_dev_selection")
+        sel_cell = f"{sel['accuracy']['es']:.1f} / {sel['accuracy']['zh']:.1f}" if sel else "–"
+        lines.append(
+            f"| {row['variant']} | {row['name']} | {cell('en')} | {cell('es')} | {cell('zh')} | {sel_cell} | "
+            f"{row['params_total'] / 1e6:.1f} | {row.get('params_ratio', 1.0):.2f} | {row['throughput_b32']:.0f} | "
+            f"{row.get('speedup_b32', 1.0):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
