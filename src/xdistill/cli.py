@@ -143,6 +143,7 @@ def bench_marc(
     row: Optional[list[str]] = typer.Option(None, "--row", help="Only these student rows (repeatable)."),
     work_dir: Path = typer.Option(Path("runs/bench-marc"), "--work-dir", help="Models and caches of the runs."),
     teacher: Path = typer.Option(Path("models/e5-small"), "--teacher", help="The e5 folder (imported if missing)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Student-side override for every row, e.g. student.layers=[0,1]."),
 ) -> None:
     """MARC en -> es/zh: teacher, no-KD student and distilled students in all transfer settings."""
     from .bench.docs import write_benchmarks_md
@@ -154,12 +155,34 @@ def bench_marc(
     out = out or Path("bench/results") / ("marc-quick.json" if quick else "marc.json")
     work = work_dir / ("quick" if quick else "full")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work, teacher_path=teacher, seeds=seeds,
-                            quick=quick, variants=variant, rows=row, progress=_state["progress"], echo=typer.echo)
+                            quick=quick, variants=variant, rows=row, progress=_state["progress"], echo=typer.echo,
+                            overrides=set_ or [])
     typer.echo(markdown_table(results))
     typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
 
 
+@bench_app.command("embed")
+def bench_embed(
+    data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding flores200/, marc/, ..."),
+    quick: bool = typer.Option(False, "--quick", help="Capped training data and probe (under 10 minutes)."),
+    config: Path = typer.Option(Path("configs/embed-minilm-to-xx.yaml"), "--config", help="The recipe to benchmark."),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/embed[-quick].json)."),
+    work_dir: Path = typer.Option(Path("runs/bench-embed"), "--work-dir", help="Models and caches of the run."),
+    e5: Path = typer.Option(Path("models/e5-small"), "--e5", help="The e5 folder: student base and reference (imported if missing)."),
+) -> None:
+    """Sentence embeddings: English-only MiniLM teacher -> en/es/zh student, against multilingual-e5-small."""
+    from .bench.embed import markdown_table, run_benchmark
+
+    out = out or Path("bench/results") / ("embed-quick.json" if quick else "embed.json")
+    bench = run_benchmark(config=config, data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"),
+                          e5_path=e5, quick=quick, progress=_state["progress"], echo=typer.echo)
+    typer.echo(markdown_table(bench))
+    typer.echo(f"wrote {out}")
+
+
 def _require_teacher(cfg) -> None:
+    if cfg.task == "embedding":
+        return  # the teacher is used as it is: there is no teacher stage to run first
     from .distill.classify import teacher_dir
 
     folder = teacher_dir(cfg)

@@ -84,8 +84,8 @@ class DataConfig:
     sample_seed: int = 13
 
     def __post_init__(self) -> None:
-        _check(bool(self.train), "data.train is required: the labelled source-language file")
-        _check(len(self.labels) >= 2, "data.labels needs at least two label names, e.g. [negative, positive]")
+        # data.train and data.labels are required by classification runs only; RunConfig checks
+        # them once the task is known (an embedding run trains on data.parallel instead).
         _check(len(set(self.labels)) == len(self.labels), f"data.labels has duplicates: {self.labels}")
         for raw, name in self.label_map.items():
             _check(
@@ -103,6 +103,10 @@ class DataConfig:
     def resolve(self, path: str) -> Path:
         """Data paths are relative to ``data.dir``; ``builtin:`` means the bundled demo data."""
         return resolve_path(path, self.dir)
+
+    def check_classification(self) -> None:
+        _check(bool(self.train), "data.train is required: the labelled source-language file")
+        _check(len(self.labels) >= 2, "data.labels needs at least two label names, e.g. [negative, positive]")
 
     @property
     def languages(self) -> list[str]:
@@ -164,6 +168,9 @@ class StudentConfig:
     hidden_size: int | None = None
     num_heads: int | None = None
     ffn_size: int | None = None
+    # The model whose layers and vocabulary initialise the student when it is not the teacher
+    # (embedding runs: an English-only teacher, a multilingual base such as models/e5-small).
+    base: str | None = None
     trim_vocab: bool = True
     vocab_min_count: int = 1
     max_length: int | None = None
@@ -198,6 +205,9 @@ class DistillConfig:
     temperature: float = 2.0
     alpha: float = 0.5
     hidden_weight: float = 0.0
+    # MSE between the student's and the teacher's pooled sentence embeddings (cached with the
+    # logits, so unlike hidden/attention losses it costs no teacher forward pass during training).
+    embedding_weight: float = 0.0
     attention_weight: float = 0.0
     layer_map: list[list[int]] | None = None
     k_per_class: int = 16
@@ -209,6 +219,7 @@ class DistillConfig:
         _check(self.temperature > 0, f"distill.temperature must be > 0, got {self.temperature}")
         _check(0 <= self.alpha <= 1, f"distill.alpha must be in [0, 1], got {self.alpha}")
         _check(self.hidden_weight >= 0, f"distill.hidden_weight must be >= 0, got {self.hidden_weight}")
+        _check(self.embedding_weight >= 0, f"distill.embedding_weight must be >= 0, got {self.embedding_weight}")
         _check(self.attention_weight >= 0, f"distill.attention_weight must be >= 0, got {self.attention_weight}")
         _check(self.k_per_class > 0, f"distill.k_per_class must be > 0, got {self.k_per_class}")
         if self.layer_map is not None:
@@ -218,8 +229,9 @@ class DistillConfig:
             )
         if not self.use_teacher:
             _check(
-                self.hidden_weight == 0 and self.attention_weight == 0,
-                "distill.use_teacher is false, so distill.hidden_weight and distill.attention_weight must be 0",
+                self.hidden_weight == 0 and self.attention_weight == 0 and self.embedding_weight == 0,
+                "distill.use_teacher is false, so distill.hidden_weight, distill.attention_weight and "
+                "distill.embedding_weight must be 0",
             )
 
 
@@ -236,11 +248,79 @@ class EvaluateConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """Downstream transfer check of an embedding model: a logistic regression trained on embeddings
+    of labelled source-language texts, applied to each language's test file."""
+
+    train: str = ""
+    test: dict[str, str] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    label_map: dict[str, str | None] = field(default_factory=dict)
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    header: bool | None = None
+    max_train: int | None = None
+    max_test: int | None = None
+    c: float = 1.0  # inverse regularisation strength of the logistic regression
+
+    def __post_init__(self) -> None:
+        _check(bool(self.train), "embed.probe.train is required: the labelled source-language file")
+        _check(bool(self.test), "embed.probe.test needs at least one file, e.g. {en: ..., es: ...}")
+        _check(len(self.labels) >= 2, "embed.probe.labels needs at least two label names")
+        for raw, name in self.label_map.items():
+            _check(name is None or name in self.labels,
+                   f"embed.probe.label_map maps {raw!r} to {name!r}, which is not in embed.probe.labels {self.labels}")
+        for key in ("max_train", "max_test"):
+            value = getattr(self, key)
+            _check(value is None or value > 0, f"embed.probe.{key} must be > 0 or null, got {value}")
+        _check(self.c > 0, f"embed.probe.c must be > 0, got {self.c}")
+
+
+@dataclass
+class ReferenceModelConfig:
+    """A model evaluated next to teacher and student for comparison (e.g. multilingual-e5-small)."""
+
+    path: str = ""
+    text_prefix: str | None = None  # None: the folder's own (xdistill_model.json), else none
+    pooling: Literal["mean", "cls"] | None = None
+    normalize: bool | None = None
+
+    def __post_init__(self) -> None:
+        _check(bool(self.path), "embed.references.<name>.path is required")
+
+
+@dataclass
+class EmbedConfig:
+    """Sentence-embedding distillation (``task: embedding``): what is held out and how it is evaluated."""
+
+    # Translation retrieval sets (FLORES-200 devtest): both sides of every pair are also removed
+    # from the training data (decontamination).
+    eval_retrieval: list[ParallelConfig] = field(default_factory=list)
+    # Per target language, pairs taken out of the training data: `heldout_pairs` for the reported
+    # MSE to the teacher, `dev_pairs` for per-epoch dev metrics and checkpoint selection.
+    heldout_pairs: int = 500
+    dev_pairs: int = 200
+    decontaminate: bool = True
+    normalize: bool | None = None  # None: as the teacher folder says (sentence-transformers Normalize)
+    student_prefix: str = ""
+    probe: ProbeConfig | None = None
+    references: dict[str, ReferenceModelConfig] = field(default_factory=dict)
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for key in ("heldout_pairs", "dev_pairs"):
+            _check(getattr(self, key) >= 0, f"embed.{key} must be >= 0, got {getattr(self, key)}")
+        _check(self.eval_batch_size > 0, f"embed.eval_batch_size must be > 0, got {self.eval_batch_size}")
+        for name in self.references:
+            _check(name not in ("teacher", "student"),
+                   f"embed.references.{name}: 'teacher' and 'student' are the run's own models; pick another name")
+
+
+@dataclass
 class RunConfig:
     data: DataConfig
     teacher: TeacherConfig
     name: str = "run"
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "embedding"] = "classification"
     run_dir: str = "runs/run"
     cache_dir: str = ".xdistill-cache"
     seed: int = 13
@@ -248,8 +328,13 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
 
     def __post_init__(self) -> None:
+        if self.task == "embedding":
+            self._check_embedding()
+        else:
+            self.data.check_classification()
         langs = self.data.languages
         if self.distill.transfer in ("semi", "supervised"):
             missing = [lang for lang in self.data.target_langs if lang not in self.data.target_labelled]
@@ -279,6 +364,30 @@ class RunConfig:
                 all(0 <= s <= n for s, _ in self.distill.layer_map),
                 f"distill.layer_map student indices must be in [0, {n}] (student has {n} layers)",
             )
+
+    def _check_embedding(self) -> None:
+        src = self.data.source_lang
+        _check(bool(self.data.parallel) or src in self.data.unlabelled,
+               "task is 'embedding' but data.parallel is empty: list the parallel files "
+               "(- {path: ..., target_path: ..., lang: es}) the student learns from")
+        for par in self.data.parallel:
+            _check(par.lang != src, f"data.parallel: {par.path} has lang {par.lang!r}, the source language; "
+                                    "lang is the language of the translation side")
+        # The teacher reads only the source language: monolingual text in another language has no target.
+        others = [lang for lang in self.data.unlabelled if lang != src]
+        _check(not others, f"task is 'embedding': data.unlabelled may only hold {src!r} text (the teacher's "
+                           f"language), got {others}")
+        seen: set[str] = set()
+        for ev in self.embed.eval_retrieval:
+            _check(ev.lang != src, f"embed.eval_retrieval: {ev.path} has lang {ev.lang!r}, the source language; "
+                                   "lang is the language of the translation side")
+            _check(ev.lang not in seen, f"embed.eval_retrieval lists two sets for {ev.lang!r}; keep one per language")
+            seen.add(ev.lang)
+        # Teacher and student read different tokenisations of different texts (a translation), so
+        # token-level losses have nothing to align: only the sentence-embedding MSE applies.
+        _check(self.distill.hidden_weight == 0 and self.distill.attention_weight == 0,
+               "task is 'embedding': distill.hidden_weight and distill.attention_weight must be 0 "
+               "(teacher and student read different texts and tokenizers)")
 
     @property
     def student_max_length(self) -> int:
@@ -423,6 +532,10 @@ def _convert(tp: Any, value: Any, flag: str, source: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1 and dataclasses.is_dataclass(members[0]):
+            # An optional section (embed.probe): report the error inside it, not "must be X | None".
+            return _convert(members[0], value, flag, source)
         errors = []
         # Prefer the member the value already is (1 stays an int in `str | int`), then conversions.
         members = sorted((a for a in args if a is not type(None)), key=lambda a: not _is_instance(value, a))

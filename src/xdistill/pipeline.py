@@ -25,6 +25,15 @@ STAGE_SECTIONS = {
     "evaluate": ("evaluate",),
 }
 STAGES = list(STAGE_SECTIONS)
+# Embedding runs: the embed keys that change the student's training data (held-out splits,
+# decontamination) and the student itself; the probe and reference models only change the
+# evaluation, so editing them does not retrain the student. Only embedding runs hash these,
+# so the hashes of existing classification runs stay as they were.
+EMBED_STAGE_SECTIONS = {
+    "student": ("embed.eval_retrieval", "embed.heldout_pairs", "embed.dev_pairs", "embed.decontaminate",
+                "embed.normalize", "embed.student_prefix"),
+    "evaluate": ("embed",),
+}
 
 
 def stage_hash(cfg: RunConfig, stage: str) -> str:
@@ -32,10 +41,19 @@ def stage_hash(cfg: RunConfig, stage: str) -> str:
     sections: list[str] = []
     for name in STAGES:
         sections.extend(STAGE_SECTIONS[name])
+        if cfg.task == "embedding":
+            sections.extend(EMBED_STAGE_SECTIONS.get(name, ()))
         if name == stage:
             break
-    payload = json.dumps({s: full[s] for s in sections}, sort_keys=True, default=str)
+    payload = json.dumps({s: _lookup(full, s) for s in sections}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _lookup(full: dict[str, Any], dotted: str) -> Any:
+    node: Any = full
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
 def _marker(cfg: RunConfig, stage: str) -> Path:
@@ -65,14 +83,17 @@ def write_resolved_config(cfg: RunConfig) -> Path:
 def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print) -> Any:
     """Run one stage unconditionally when ``force``, else only when not already done."""
-    from .distill.classify import distill_student, teacher_dir, train_teacher
-    from .evaluate.report import comparison_table
-    from .evaluate.run_eval import evaluate_run
-
     if not force and stage_done(cfg, stage):
         echo(f"[{stage}] already done for these settings in {cfg.run_dir}; skipping (use --force to redo)")
         return None
     write_resolved_config(cfg)
+    if cfg.task == "embedding":
+        return _run_embedding_stage(cfg, stage, progress=progress, echo=echo)
+
+    from .distill.classify import distill_student, teacher_dir, train_teacher
+    from .evaluate.report import comparison_table
+    from .evaluate.run_eval import evaluate_run
+
     if stage == "teacher":
         if not cfg.teacher.finetune:
             echo(f"[teacher] teacher.finetune is false: using {teacher_dir(cfg)} as it is")
@@ -97,6 +118,32 @@ def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool
     raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
 
 
+def _run_embedding_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
+    """The stages of a sentence-embedding run (``task: embedding``)."""
+    from .distill.embed import distill_embedding, embed_student_dir
+    from .evaluate.embed_eval import evaluate_embedding_run
+    from .evaluate.embed_report import embedding_tables
+
+    if stage == "teacher":
+        # The teacher's embeddings are the target as they are: there is nothing to fine-tune.
+        echo(f"[teacher] task is 'embedding': {cfg.teacher.path} is used as it is (nothing to fine-tune)")
+        _mark_done(cfg, stage, {"skipped": True})
+        return None
+    if stage == "student":
+        result = distill_embedding(cfg, progress=progress)
+        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
+        echo(f"[student] saved to {embed_student_dir(cfg)} (best dev MSE {_fmt(result.best_score, '.3g')}, "
+             f"{result.seconds:.0f} s)")
+        return result
+    if stage == "evaluate":
+        results = evaluate_embedding_run(cfg, progress=progress)
+        _mark_done(cfg, stage, {})
+        echo(embedding_tables(results))
+        echo(f"[evaluate] report: {Path(cfg.run_dir) / 'report.md'}")
+        return results
+    raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+
+
 def run_all(cfg: RunConfig, *, force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> Any:
     """All stages in order. A re-run stage invalidates the later ones through their hashes."""
     results = None
@@ -108,5 +155,5 @@ def run_all(cfg: RunConfig, *, force: bool = False, progress: bool = True, echo:
     return results
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else f"{value:{spec}}"

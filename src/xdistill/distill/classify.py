@@ -25,7 +25,7 @@ from ..config import RunConfig
 from ..data.examples import Example
 from ..data.splits import RunData, load_dev, load_training_data, text_pairs
 from ..evaluate.metrics import agreement, classification_metrics
-from ..losses import AttentionKLLoss, HiddenStateMSELoss, SoftTargetLoss
+from ..losses import AttentionKLLoss, EmbeddingMSELoss, HiddenStateMSELoss, SoftTargetLoss
 from ..models.classifier import EncoderClassifier, check_model_folder, load_encoder, read_model_info
 from ..models.tiny import RANDOM_PREFIX, resolve_random_encoder
 from ..models.student import build_student
@@ -129,6 +129,7 @@ class Stream:
     teacher_pairs: list[str | None] | None = None
     same_text: bool = True
     teacher_logits: np.ndarray | None = field(default=None, repr=False)
+    teacher_pooled: np.ndarray | None = field(default=None, repr=False)
 
 
 def build_streams(cfg: RunConfig, data: RunData) -> list[Stream]:
@@ -207,13 +208,17 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         for s in streams:
             t_ids = encode_texts(t_tok, s.teacher_texts, s.teacher_pairs, prefix=teacher.text_prefix,
                                  max_length=cfg.teacher.max_length)
+            outputs = ("logits", "pooled") if d.embedding_weight > 0 else ("logits",)
             key = cache.key(t_fingerprint, _joined(s.teacher_texts, s.teacher_pairs),
-                            {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": ["logits"]})
-            s.teacher_logits = cache.get_or_compute(
+                            {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": list(outputs)})
+            cached = cache.get_or_compute(
                 key, len(t_ids),
-                lambda a, b, t_ids=t_ids: predict(teacher, t_ids[a:b], t_pad, batch_size=cfg.train.eval_batch_size),
+                lambda a, b, t_ids=t_ids, outputs=outputs: predict(
+                    teacher, t_ids[a:b], t_pad, batch_size=cfg.train.eval_batch_size, outputs=outputs),
                 description=f"teacher on {s.name}", progress=progress,
-            )["logits"]
+            )
+            s.teacher_logits = cached["logits"]
+            s.teacher_pooled = cached.get("pooled")
 
     items = []
     for s in streams:
@@ -228,6 +233,7 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
                 "ids": ids,
                 "label": s.labels[i],
                 "t_logits": s.teacher_logits[i] if s.teacher_logits is not None else None,
+                "t_pooled": s.teacher_pooled[i] if s.teacher_pooled is not None else None,
                 "t_ids": t_ids[i] if t_ids is not None else None,
             })
 
@@ -238,13 +244,18 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     hidden_loss = HiddenStateMSELoss(student.hidden_size, teacher.hidden_size, layer_map) if d.hidden_weight > 0 else None
     attn_map = [(s - 1, t - 1) for s, t in layer_map if s > 0 and t > 0]
     attention_loss = AttentionKLLoss(attn_map) if d.attention_weight > 0 else None
-    extra = [m for m in (hidden_loss,) if m is not None]
+    embedding_loss = EmbeddingMSELoss(student.hidden_size, teacher.hidden_size) if d.embedding_weight > 0 else None
+    extra = [m for m in (hidden_loss, embedding_loss) if m is not None]
 
     def step(batch: dict) -> dict[str, torch.Tensor]:
         out = student(batch["input_ids"], batch["attention_mask"],
                       output_hidden_states=hidden_loss is not None, output_attentions=attention_loss is not None)
         parts = soft(out["logits"], batch.get("teacher_logits"), batch["labels"])
         total = parts["loss"]
+        if embedding_loss is not None and "teacher_pooled" in batch:
+            e = embedding_loss(out["pooled"], batch["teacher_pooled"])
+            total = total + d.embedding_weight * e["loss"]
+            parts["embedding"] = e["loss"]
         if needs_internals and batch.get("t_input_ids") is not None:
             rows = batch["t_rows"]
             with torch.no_grad():
@@ -273,7 +284,8 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         "role": "student",
         "teacher": str(teacher_dir(cfg)),
         "transfer": d.transfer,
-        "distill": {k: getattr(d, k) for k in ("use_teacher", "temperature", "alpha", "hidden_weight", "attention_weight")},
+        "distill": {k: getattr(d, k) for k in ("use_teacher", "temperature", "alpha", "hidden_weight",
+                                               "attention_weight", "embedding_weight")},
         "streams": {s.name: len(s.student_texts) for s in streams},
         **{f"student_{k}": v for k, v in student_info.items()},
     }
@@ -326,6 +338,8 @@ class _Collate:
             batch["teacher_logits"] = torch.as_tensor(np.stack([it["t_logits"] for it in items]), dtype=torch.float32)
         elif any(it["t_logits"] is not None for it in items):
             raise ValueError("internal: a batch mixes examples with and without teacher outputs")
+        if all(it.get("t_pooled") is not None for it in items):
+            batch["teacher_pooled"] = torch.as_tensor(np.stack([it["t_pooled"] for it in items]), dtype=torch.float32)
         rows = [i for i, it in enumerate(items) if it["t_ids"] is not None]
         if rows:
             t_ids, t_mask = pad_ids([items[i]["t_ids"] for i in rows], self.teacher_pad_id)

@@ -171,7 +171,8 @@ def fit(
                 save_other()
         record["best"] = bool(improved)
         log_record(record)
-        shown = f"{score:.2f}" if score is not None else "n/a"
+        # Percentages read well with 2 decimals; an embedding MSE (~1e-3) needs significant digits.
+        shown = "n/a" if score is None else f"{score:.2f}" if abs(score) >= 0.1 or score == 0 else f"{score:.3g}"
         bar.write(f"[{desc}] epoch {epoch:.2f}: dev {select_key} = {shown}" + (" (best, saved)" if improved else ""))
 
     model.train()

@@ -1,0 +1,156 @@
+"""Benchmark: multilingual sentence embeddings distilled from an English-only teacher.
+
+Runs the recipe ``configs/embed-minilm-to-xx.yaml`` (all-MiniLM-L6-v2 teacher -> 3-layer student
+copied from multilingual-e5-small, trained on en-es / en-zh parallel text) end to end, evaluates
+the teacher, the student and multilingual-e5-small as a reference on FLORES-200 devtest
+retrieval, held-out MSE to the teacher and a MARC sentiment linear probe (English -> es/zh), and
+writes one JSON with a row per model plus the issue's targets, met or missed.
+
+    xdistill bench embed --data-dir ../shared/data [--quick] [--out bench/results/embed.json]
+
+``--quick`` caps every parallel file, the held-out sets and the probe (same JSON shape, lower
+numbers); FLORES retrieval always uses all 1,012 sentences.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..config import RunConfig, from_dict
+from ..errors import ConfigError
+from ..io_utils import atomic_write_json
+from ..pipeline import run_all
+
+QUICK = {"max_pairs_per_file": 700, "heldout_pairs": 200, "dev_pairs": 100, "max_unlabelled": 1000,
+         "probe_max_train": 1000, "probe_max_test": 500, "repeats": 3}
+TARGETS = {"retrieval_min_percent": 90.0, "speedup_b32_vs_e5_small": 3.0, "english_probe_vs_teacher": 0.95}
+ROW_KEYS = ("retrieval", "mse", "probe_accuracy", "params_total", "params_embedding", "disk_mb",
+            "latency_ms_b1", "throughput_b32")
+
+
+def bench_config(config: Path, *, data_dir: Path, work_dir: Path, e5_path: Path, quick: bool) -> RunConfig:
+    """The recipe as shipped, pointed at the data, the e5 folder and the benchmark's own run folder."""
+    if not config.is_file():
+        raise ConfigError(f"benchmark recipe not found: {config} (run from the project root or pass --config)")
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    raw = copy.deepcopy(raw)
+    raw["data"]["dir"] = str(data_dir)
+    raw["run_dir"] = str(work_dir / "run")
+    raw["cache_dir"] = str(work_dir / "cache")
+    raw["student"]["base"] = str(e5_path)
+    embed = raw.setdefault("embed", {})
+    if "e5-small" in embed.get("references", {}):
+        embed["references"]["e5-small"]["path"] = str(e5_path)
+    if quick:
+        for par in raw["data"]["parallel"]:
+            par["max_pairs"] = min(par.get("max_pairs") or QUICK["max_pairs_per_file"], QUICK["max_pairs_per_file"])
+        embed["heldout_pairs"], embed["dev_pairs"] = QUICK["heldout_pairs"], QUICK["dev_pairs"]
+        raw["data"]["max_unlabelled"] = QUICK["max_unlabelled"]
+        if embed.get("probe"):
+            embed["probe"]["max_train"] = QUICK["probe_max_train"]
+            embed["probe"]["max_test"] = QUICK["probe_max_test"]
+        raw.setdefault("evaluate", {})["repeats"] = QUICK["repeats"]
+    return from_dict(RunConfig, raw, source=str(config))
+
+
+def rows_from_results(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": name, **{k: entry.get(k) for k in ROW_KEYS}} for name, entry in results["models"].items()]
+
+
+def check_targets(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The issue's three targets for the student, each with its value and whether it is met."""
+    by_name = {r["name"]: r for r in rows}
+    student, teacher, e5 = by_name.get("student"), by_name.get("teacher"), by_name.get("e5-small")
+    out: dict[str, dict[str, Any]] = {}
+    if student and student["retrieval"]:
+        worst = min(student["retrieval"].values())
+        out["retrieval_all_directions"] = {"value": worst, "target": f">= {TARGETS['retrieval_min_percent']}% in every direction",
+                                           "met": worst >= TARGETS["retrieval_min_percent"]}
+    if student and e5 and student.get("throughput_b32") and e5.get("throughput_b32"):
+        ratio = student["throughput_b32"] / e5["throughput_b32"]
+        out["speedup_b32_vs_e5_small"] = {"value": ratio, "target": f">= {TARGETS['speedup_b32_vs_e5_small']}x",
+                                          "met": ratio >= TARGETS["speedup_b32_vs_e5_small"]}
+    if student and teacher and student.get("probe_accuracy") and teacher.get("probe_accuracy"):
+        ratio = student["probe_accuracy"]["en"] / teacher["probe_accuracy"]["en"]
+        out["english_probe_vs_teacher"] = {"value": ratio, "target": f">= {TARGETS['english_probe_vs_teacher']:.0%} of the teacher",
+                                           "met": ratio >= TARGETS["english_probe_vs_teacher"]}
+    return out
+
+
+def run_benchmark(*, config: Path, data_dir: Path, out: Path, work_dir: Path, e5_path: Path, quick: bool = False,
+                  progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    if not (data_dir / "flores200" / "eng_Latn.devtest").is_file():
+        raise FileNotFoundError(f"{data_dir}/flores200/eng_Latn.devtest not found; pass --data-dir pointing at the shared data")
+    if not (e5_path / "config.json").is_file():
+        from ..models.e5_import import import_e5_small
+
+        echo(f"importing multilingual-e5-small into {e5_path}")
+        import_e5_small(e5_path, progress=progress)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    cfg = bench_config(config, data_dir=data_dir, work_dir=work_dir, e5_path=e5_path, quick=quick)
+    run_all(cfg, progress=progress, echo=echo)
+    results = json.loads((Path(cfg.run_dir) / "results.json").read_text(encoding="utf-8"))
+    stage = Path(cfg.run_dir) / ".stages" / "student.json"
+    rows = rows_from_results(results)
+    bench = {
+        "benchmark": "embed",
+        "quick": quick,
+        "machine": results["machine"],
+        "wall_seconds": time.perf_counter() - start,
+        # CPU seconds of this process: on a busy machine wall time overstates the cost.
+        "cpu_seconds": time.process_time() - cpu_start,
+        "student_train_seconds": json.loads(stage.read_text()).get("seconds") if stage.is_file() else None,
+        "protocol": {
+            "recipe": str(config),
+            "teacher": cfg.teacher.path,
+            "student": f"{len(cfg.student.layers)} layers {cfg.student.layers} of {cfg.student.base}, vocabulary "
+                       "trimmed to the training text, trained with MSE to the teacher's embedding of the English side",
+            "retrieval": "FLORES-200 devtest, nearest neighbour by cosine among all sentences of the other side",
+            "mse": "held-out training-distribution pairs; reference models (other embedding space) have none",
+            "probe": "logistic regression on standardised embeddings of English MARC reviews (1-2 stars negative, "
+                     "4-5 positive, 3 dropped), applied to es/zh test reviews",
+            "speed": f"{cfg.evaluate.threads} threads, median of {cfg.evaluate.repeats}, the same 32 FLORES sentences "
+                     "for every model (each with its own tokenizer and prefix)",
+            "quick_caps": QUICK if quick else None,
+            "epochs": cfg.train.epochs,
+        },
+        "data": results.get("data"),
+        "eval_sizes": results.get("eval_sizes"),
+        "rows": rows,
+        "targets": check_targets(rows),
+    }
+    atomic_write_json(out, bench)
+    return bench
+
+
+def markdown_table(bench: dict[str, Any]) -> str:
+    lines = [
+        f"### Sentence embeddings{' (quick)' if bench.get('quick') else ''}",
+        "",
+        f"Machine: {bench['machine']['cpu']}, torch {bench['machine']['torch']}; wall time "
+        f"{bench.get('wall_seconds', 0) / 60:.1f} min (CPU {bench.get('cpu_seconds', 0) / 60:.1f} min).",
+        "",
+        "| model | en-es | es-en | en-zh | zh-en | MSE en / es / zh | probe en / es / zh | params (M) | ms b1 | b32 /s |",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for r in bench["rows"]:
+        ret = r["retrieval"] or {}
+        mse = r["mse"] or {}
+        probe = r["probe_accuracy"] or {}
+        cell = lambda d, keys, spec: " / ".join("–" if d.get(k) is None else f"{d[k]:{spec}}" for k in keys)  # noqa: E731
+        lines.append(
+            f"| {r['name']} | {cell(ret, ['en-es'], '.1f')} | {cell(ret, ['es-en'], '.1f')} | {cell(ret, ['en-zh'], '.1f')} | "
+            f"{cell(ret, ['zh-en'], '.1f')} | {cell(mse, ['en', 'es', 'zh'], '.2e') if mse else '–'} | "
+            f"{cell(probe, ['en', 'es', 'zh'], '.1f')} | {r['params_total'] / 1e6:.1f} | "
+            f"{r.get('latency_ms_b1') or 0:.1f} | {r.get('throughput_b32') or 0:.0f} |"
+        )
+    lines.append("")
+    for name, t in bench.get("targets", {}).items():
+        lines.append(f"- {name}: {t['value']:.3g} (target {t['target']}): {'met' if t['met'] else 'MISSED'}")
+    return "\n".join(lines) + "\n"

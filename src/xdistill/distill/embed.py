@@ -1,0 +1,207 @@
+"""The sentence-embedding recipe: make an English-only teacher's embedding space multilingual.
+
+Reimers & Gurevych (2020), "Making Monolingual Sentence Embeddings Multilingual using Knowledge
+Distillation" (arXiv:2004.09813): for each parallel pair (s, t), the student is trained so that
+both its embedding of the English sentence s and of the translation t match the teacher's
+embedding of s (EmbeddingMSELoss). The teacher reads only English, with its own tokenizer and
+pooling; its embeddings are computed once and cached on disk (TeacherCache). Monolingual English
+text (``data.unlabelled: {en: ...}``) adds student(s) -> teacher(s) examples only.
+
+The student is copied from chosen layers of ``student.base`` (e.g. multilingual-e5-small, whose
+vocabulary covers es/zh; the teacher's does not) with the vocabulary trimmed to the training text
+of both sides. When the student's width differs from the teacher's, a learned linear projection
+is part of the student (saved as a sentence-transformers Dense module), not of the loss, so the
+saved student outputs vectors in the teacher's space, which the MSE evaluation and drop-in
+use as a teacher replacement need; the loss is then built with equal widths.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
+from ..config import RunConfig
+from ..data.embed_data import EmbedData, load_embed_data, unique
+from ..evaluate.embed_metrics import bidirectional_retrieval, embedding_mse
+from ..losses import EmbeddingMSELoss
+from ..models.classifier import check_model_folder, load_encoder, read_model_info
+from ..models.sentence import (SentenceEncoder, fingerprint_sentence_encoder, load_sentence_encoder,
+                               read_sentence_settings, resolve_model_path, save_sentence_encoder)
+from ..models.student import build_student
+from ..models.tiny import RANDOM_PREFIX, resolve_random_encoder
+from .batches import encode_texts, pad_ids, pad_token_id, predict
+from .cache import TeacherCache
+from .fit import FitResult, fit
+
+log = logging.getLogger(__name__)
+SELECT_KEY = "mean/mse"  # dev MSE to the teacher over English and translations; lower is better
+
+
+def embed_student_dir(cfg: RunConfig) -> Path:
+    return Path(cfg.run_dir) / "student"
+
+
+def resolve_teacher(cfg: RunConfig, data: EmbedData) -> Path:
+    """The teacher folder; ``random:SIZE`` builds a tiny random encoder from the run's text (smoke runs)."""
+    if cfg.teacher.path.startswith(RANDOM_PREFIX):
+        texts = data.training_texts() + [t for pairs in (*data.dev.values(), *data.heldout.values())
+                                         for p in pairs for t in (p.source, p.target)]
+        return resolve_random_encoder(cfg.teacher.path, cfg.cache_dir, texts, seed=cfg.seed)
+    return check_model_folder(resolve_model_path(cfg.teacher.path, flag="teacher.path"), flag="teacher.path")
+
+
+def load_teacher(cfg: RunConfig, folder: Path) -> tuple[SentenceEncoder, Any]:
+    """The teacher as it embeds: its folder's pooling and normalisation unless the config overrides them."""
+    teacher, tokenizer = load_sentence_encoder(
+        folder, flag="teacher.path", default_pooling=cfg.teacher.pooling, normalize=cfg.embed.normalize,
+        text_prefix=cfg.teacher.text_prefix or None, max_length=cfg.teacher.max_length,
+    )
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad = False
+    return teacher, tokenizer
+
+
+def teacher_embeddings(cfg: RunConfig, teacher: SentenceEncoder, tokenizer, folder: Path, texts: list[str], *,
+                       progress: bool = True, what: str = "teacher embeddings") -> np.ndarray:
+    """The teacher's embeddings of ``texts``, computed once per (teacher, texts, settings) and cached."""
+    if not texts:
+        return np.zeros((0, teacher.dim), dtype=np.float32)
+    cache = TeacherCache(cfg.cache_dir)
+    key = cache.key(fingerprint_sentence_encoder(folder), texts, {"outputs": ["sentence-embedding"], **teacher.settings()})
+    pad = pad_token_id(tokenizer)
+
+    def compute(start: int, end: int) -> dict[str, np.ndarray]:
+        ids = encode_texts(tokenizer, texts[start:end], prefix=teacher.text_prefix, max_length=teacher.max_length)
+        return predict(teacher, ids, pad, batch_size=cfg.embed.eval_batch_size, outputs=("embedding",))
+
+    return cache.get_or_compute(key, len(texts), compute, description=what, progress=progress)["embedding"]
+
+
+def build_embedding_student(cfg: RunConfig, teacher: SentenceEncoder, teacher_folder: Path, corpus: list[str], *,
+                            progress: bool = True) -> tuple[SentenceEncoder, Any, dict[str, Any]]:
+    """Copy ``student.layers`` of ``student.base`` (default: the teacher), trim its vocabulary to
+    ``corpus``, and add pooling, a projection to the teacher's width when needed, and normalisation."""
+    if cfg.student.base:
+        base = check_model_folder(resolve_model_path(cfg.student.base, flag="student.base"), flag="student.base")
+        pooling = read_sentence_settings(base, flag="student.base").get("pooling", "mean")
+    else:
+        base, pooling = teacher_folder, teacher.pooling
+    encoder, tokenizer, info = build_student(load_encoder(base), AutoTokenizer.from_pretrained(base), cfg.student,
+                                             corpus, text_prefix=cfg.embed.student_prefix, progress=progress)
+    width = encoder.config.hidden_size
+    dense = nn.Linear(width, teacher.dim, bias=False) if width != teacher.dim else None
+    student = SentenceEncoder(encoder, pooling=pooling, dense=dense, normalize=teacher.normalize,
+                              text_prefix=cfg.embed.student_prefix, max_length=cfg.student_max_length)
+    info.update(base=str(base), projection=dense is not None)
+    return student, tokenizer, info
+
+
+class EmbeddingDevEvaluator:
+    """Per-epoch dev metrics: MSE to the teacher (English side, each translation side, mean) and
+    translation retrieval among the dev pairs."""
+
+    def __init__(self, dev: dict[str, list], targets: dict[str, np.ndarray], tokenizer, student: SentenceEncoder,
+                 source_lang: str, batch_size: int):
+        self.pad = pad_token_id(tokenizer)
+        self.batch_size = batch_size
+        self.source_lang = source_lang
+        self.targets = targets
+        enc = lambda texts: encode_texts(tokenizer, texts, prefix=student.text_prefix, max_length=student.max_length)  # noqa: E731
+        self.ids = {lang: (enc([p.source for p in pairs]), enc([p.target for p in pairs])) for lang, pairs in dev.items()}
+
+    def __call__(self, model: SentenceEncoder) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        source_mse = []
+        for lang, (src_ids, tgt_ids) in self.ids.items():
+            run = lambda ids: predict(model, ids, self.pad, batch_size=self.batch_size, outputs=("embedding",))["embedding"]  # noqa: E731
+            src, tgt = run(src_ids), run(tgt_ids)
+            metrics[f"{lang}/mse"] = embedding_mse(tgt, self.targets[lang])
+            source_mse.append(embedding_mse(src, self.targets[lang]))
+            both = bidirectional_retrieval(src, tgt, self.source_lang, lang)
+            metrics[f"{lang}/retrieval"] = float(np.mean(list(both.values())))
+        metrics[f"{self.source_lang}/mse"] = float(np.mean(source_mse))
+        metrics[SELECT_KEY] = float(np.mean([v for k, v in metrics.items() if k.endswith("/mse")]))
+        return metrics
+
+
+class _Collate:
+    def __init__(self, pad_id: int, targets: torch.Tensor):
+        self.pad_id = pad_id
+        self.targets = targets
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids, mask = pad_ids([it["ids"] for it in items], self.pad_id)
+        rows = torch.tensor([it["row"] for it in items], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": mask, "teacher": self.targets[rows]}
+
+
+def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
+    """Train the student on parallel (and monolingual) text; save it to RUN_DIR/student."""
+    data = load_embed_data(cfg)
+    if not any(data.train.values()) and not data.monolingual:
+        raise ValueError("no training data for the student: data.parallel and data.unlabelled are empty after "
+                         "decontamination and hold-outs")
+    teacher_folder = resolve_teacher(cfg, data)
+    teacher, t_tok = load_teacher(cfg, teacher_folder)
+
+    # One teacher pass over every distinct English text (training, dev, monolingual).
+    train_sources = unique([p.source for pairs in data.train.values() for p in pairs] + data.monolingual)
+    dev_sources = {lang: [p.source for p in pairs] for lang, pairs in data.dev.items()}
+    english = unique(train_sources + [t for texts in dev_sources.values() for t in texts])
+    vectors = teacher_embeddings(cfg, teacher, t_tok, teacher_folder, english, progress=progress,
+                                 what="teacher on English text")
+    row_of = {text: i for i, text in enumerate(english)}
+
+    student, s_tok, student_info = build_embedding_student(cfg, teacher, teacher_folder, data.training_texts(),
+                                                           progress=progress)
+    enc = lambda texts: encode_texts(s_tok, texts, prefix=student.text_prefix, max_length=student.max_length)  # noqa: E731
+    items: list[dict[str, Any]] = []
+    # Each distinct English sentence once (Tatoeba repeats them with other translations), each translation once.
+    items += [{"ids": ids, "row": row_of[t]} for t, ids in zip(train_sources, enc(train_sources))]
+    for lang, pairs in data.train.items():
+        items += [{"ids": ids, "row": row_of[p.source]} for p, ids in zip(pairs, enc([p.target for p in pairs]))]
+    log.info("student examples: %d (%d distinct English texts)", len(items), len(train_sources))
+
+    loss_fn = EmbeddingMSELoss(student.dim, teacher.dim)
+
+    def step(batch: dict) -> dict[str, torch.Tensor]:
+        out = student(batch["input_ids"], batch["attention_mask"])["embedding"]
+        return loss_fn(out, batch["teacher"])
+
+    evaluator = None
+    if any(data.dev.values()):
+        dev_targets = {lang: vectors[[row_of[t] for t in texts]] for lang, texts in dev_sources.items()}
+        evaluator = EmbeddingDevEvaluator(data.dev, dev_targets, s_tok, student, cfg.data.source_lang,
+                                          cfg.embed.eval_batch_size)
+    out_dir = embed_student_dir(cfg)
+    info = {
+        "role": "student",
+        "task": "embedding",
+        "teacher": str(teacher_folder),
+        "teacher_settings": teacher.settings(),
+        "selected_on": f"dev {SELECT_KEY}" if evaluator else "last epoch",
+        "data": data.summary,
+        **{f"student_{k}": v for k, v in student_info.items()},
+    }
+    return fit(
+        student, items, _Collate(pad_token_id(s_tok), torch.as_tensor(vectors, dtype=torch.float32)), step,
+        cfg=cfg.train, seed=cfg.train.seed or cfg.seed, run_dir=Path(cfg.run_dir) / "student-logs",
+        evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
+        select_key=SELECT_KEY if evaluator else None,
+        save_fn=lambda: save_sentence_encoder(student, s_tok, out_dir, info),
+        lengths=[len(it["ids"]) for it in items], progress=progress, desc="student",
+    )
+
+
+def recorded_teacher(cfg: RunConfig) -> Path | None:
+    """The teacher folder a saved student was distilled from (a ``random:`` teacher lives in the cache)."""
+    folder = embed_student_dir(cfg)
+    teacher = read_model_info(folder).get("teacher") if folder.is_dir() else None
+    return Path(teacher) if teacher else None
