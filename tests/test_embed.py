@@ -268,3 +268,42 @@ def test_model_errors(tmp_path):
         {"idx": 1, "name": "1", "path": "1_LSTM", "type": "sentence_transformers.models.LSTM"}]))
     with pytest.raises(ModelError, match=r"uses the sentence-transformers module 'LSTM'"):
         load_sentence_encoder(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# the optional ranking term and the benchmark's bookkeeping
+
+
+def test_translation_ranking_loss():
+    from xdistill.losses import TranslationRankingLoss
+
+    loss_fn = TranslationRankingLoss(scale=20.0)
+    eye = torch.eye(4)
+    aligned = loss_fn(eye, eye * 3)
+    assert aligned["accuracy"] == 1.0 and aligned["loss"] < 1e-6
+    shuffled = loss_fn(eye, eye[[1, 0, 3, 2]])
+    assert shuffled["accuracy"] == 0.0 and shuffled["loss"] > 10
+    with pytest.raises(ValueError, match="aligned"):
+        loss_fn(eye, eye[:3])
+
+
+def test_bench_config_quick_caps_and_targets(tmp_path):
+    from xdistill.bench.embed import QUICK, bench_config, check_targets
+
+    cfg = bench_config(ROOT / "configs" / "embed-minilm-to-xx.yaml", data_dir=tmp_path, work_dir=tmp_path / "w",
+                       e5_path=tmp_path / "e5", quick=True)
+    assert cfg.task == "embedding" and cfg.data.dir == str(tmp_path)
+    assert all(p.max_pairs == QUICK["max_pairs_per_file"] for p in cfg.data.parallel)
+    assert cfg.student.base == str(tmp_path / "e5") and cfg.embed.references["e5-small"].path == str(tmp_path / "e5")
+    assert len(cfg.embed.eval_retrieval) == 2 and cfg.embed.eval_retrieval[0].max_pairs is None  # all of FLORES
+
+    rows = [
+        {"name": "teacher", "retrieval": {"en-es": 50.0}, "probe_accuracy": {"en": 80.0}, "throughput_b32": 100.0},
+        {"name": "student", "retrieval": {"en-es": 95.0, "zh-en": 89.0}, "probe_accuracy": {"en": 77.0},
+         "throughput_b32": 90.0},
+        {"name": "e5-small", "retrieval": {"en-es": 99.0}, "probe_accuracy": {"en": 85.0}, "throughput_b32": 20.0},
+    ]
+    targets = check_targets(rows)
+    assert targets["retrieval_all_directions"] == {"value": 89.0, "target": ">= 90.0% in every direction", "met": False}
+    assert targets["speedup_b32_vs_e5_small"]["met"] and targets["speedup_b32_vs_e5_small"]["value"] == 4.5
+    assert targets["english_probe_vs_teacher"]["met"]  # 77 / 80 = 0.9625

@@ -302,6 +302,9 @@ class EmbedConfig:
     decontaminate: bool = True
     normalize: bool | None = None  # None: as the teacher folder says (sentence-transformers Normalize)
     student_prefix: str = ""
+    # Optional in-batch translation ranking term added to the MSE (0 = the plain MSE recipe).
+    ranking_weight: float = 0.0
+    ranking_scale: float = 20.0
     probe: ProbeConfig | None = None
     references: dict[str, ReferenceModelConfig] = field(default_factory=dict)
     eval_batch_size: int = 64
@@ -310,6 +313,8 @@ class EmbedConfig:
         for key in ("heldout_pairs", "dev_pairs"):
             _check(getattr(self, key) >= 0, f"embed.{key} must be >= 0, got {getattr(self, key)}")
         _check(self.eval_batch_size > 0, f"embed.eval_batch_size must be > 0, got {self.eval_batch_size}")
+        _check(self.ranking_weight >= 0, f"embed.ranking_weight must be >= 0, got {self.ranking_weight}")
+        _check(self.ranking_scale > 0, f"embed.ranking_scale must be > 0, got {self.ranking_scale}")
         for name in self.references:
             _check(name not in ("teacher", "student"),
                    f"embed.references.{name}: 'teacher' and 'student' are the run's own models; pick another name")

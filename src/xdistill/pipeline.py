@@ -31,7 +31,7 @@ STAGES = list(STAGE_SECTIONS)
 # so the hashes of existing classification runs stay as they were.
 EMBED_STAGE_SECTIONS = {
     "student": ("embed.eval_retrieval", "embed.heldout_pairs", "embed.dev_pairs", "embed.decontaminate",
-                "embed.normalize", "embed.student_prefix"),
+                "embed.normalize", "embed.student_prefix", "embed.ranking_weight", "embed.ranking_scale"),
     "evaluate": ("embed",),
 }
 

@@ -205,18 +205,10 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     t_fingerprint = fingerprint_folder(teacher_dir(cfg))
     t_pad, s_pad = pad_token_id(t_tok), pad_token_id(s_tok)
     if d.use_teacher:
+        outputs = ("logits", "pooled") if d.embedding_weight > 0 else ("logits",)
         for s in streams:
-            t_ids = encode_texts(t_tok, s.teacher_texts, s.teacher_pairs, prefix=teacher.text_prefix,
-                                 max_length=cfg.teacher.max_length)
-            outputs = ("logits", "pooled") if d.embedding_weight > 0 else ("logits",)
-            key = cache.key(t_fingerprint, _joined(s.teacher_texts, s.teacher_pairs),
-                            {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": list(outputs)})
-            cached = cache.get_or_compute(
-                key, len(t_ids),
-                lambda a, b, t_ids=t_ids, outputs=outputs: predict(
-                    teacher, t_ids[a:b], t_pad, batch_size=cfg.train.eval_batch_size, outputs=outputs),
-                description=f"teacher on {s.name}", progress=progress,
-            )
+            cached = teacher_outputs(cache, t_fingerprint, teacher, t_tok, s.teacher_texts, s.teacher_pairs, cfg,
+                                     outputs, f"teacher on {s.name}", progress)
             s.teacher_logits = cached["logits"]
             s.teacher_pooled = cached.get("pooled")
 
@@ -276,8 +268,14 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         return parts
 
     dev = load_dev(cfg)
+    teacher_dev_pred = {}
+    if d.use_teacher:
+        for lang, exs in dev.items():
+            texts, pairs = [e.text for e in exs], text_pairs(exs)
+            teacher_dev_pred[lang] = teacher_outputs(cache, t_fingerprint, teacher, t_tok, texts, pairs, cfg,
+                                                     ("logits",), f"teacher on dev-{lang}", progress)["logits"].argmax(-1)
     evaluator = DevEvaluator(dev, s_tok, student.text_prefix, cfg.student_max_length, cfg,
-                             teacher=(teacher, t_tok, cfg.teacher.max_length)) if dev else None
+                             teacher_pred=teacher_dev_pred) if dev else None
     select_lang = cfg.train.select_lang or cfg.data.source_lang
     out_dir = student_dir(cfg)
     extra_info = {
@@ -303,6 +301,23 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         extra_modules=extra, lengths=[len(it["ids"]) for it in items], progress=progress, desc="student",
     )
     return result
+
+
+def teacher_outputs(cache: TeacherCache, fingerprint: str, teacher: EncoderClassifier, tokenizer,
+                    texts: list[str], pairs: list[str | None] | None, cfg: RunConfig,
+                    outputs: tuple[str, ...], description: str, progress: bool) -> dict[str, np.ndarray]:
+    """The teacher's outputs on these texts, from the cache or computed (and cached) now."""
+    key = cache.key(fingerprint, _joined(texts, pairs),
+                    {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": list(outputs)})
+    ids: list[list[int]] = []
+
+    def compute(start: int, end: int) -> dict[str, np.ndarray]:
+        if not ids:  # tokenise only on a cache miss
+            ids.extend(encode_texts(tokenizer, texts, pairs, prefix=teacher.text_prefix, max_length=cfg.teacher.max_length))
+        return predict(teacher, ids[start:end], pad_token_id(tokenizer), batch_size=cfg.train.eval_batch_size,
+                       outputs=outputs)
+
+    return cache.get_or_compute(key, len(texts), compute, description=description, progress=progress)
 
 
 def _joined(texts: list[str], pairs: list[str | None] | None) -> list[str]:
@@ -351,19 +366,13 @@ class DevEvaluator:
     """Per-language dev metrics for model selection; agreement with the teacher when given."""
 
     def __init__(self, dev: dict[str, list[Example]], tokenizer, prefix: str, max_length: int, cfg: RunConfig,
-                 teacher: tuple[nn.Module, Any, int] | None = None):
+                 teacher_pred: dict[str, np.ndarray] | None = None):
         self.cfg = cfg
         self.pad = pad_token_id(tokenizer)
         self.ids = {lang: encode_texts(tokenizer, [e.text for e in exs], text_pairs(exs), prefix=prefix, max_length=max_length)
                     for lang, exs in dev.items()}
         self.gold = {lang: np.array([e.label for e in exs]) for lang, exs in dev.items()}
-        self.teacher_pred: dict[str, np.ndarray] = {}
-        if teacher is not None:
-            t_model, t_tok, t_len = teacher
-            for lang, exs in dev.items():
-                t_ids = encode_texts(t_tok, [e.text for e in exs], text_pairs(exs), prefix=t_model.text_prefix, max_length=t_len)
-                logits = predict(t_model, t_ids, pad_token_id(t_tok), batch_size=cfg.train.eval_batch_size)["logits"]
-                self.teacher_pred[lang] = logits.argmax(-1)
+        self.teacher_pred = teacher_pred or {}
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         metrics = {}

@@ -29,7 +29,7 @@ from transformers import AutoTokenizer
 from ..config import RunConfig
 from ..data.embed_data import EmbedData, load_embed_data, unique
 from ..evaluate.embed_metrics import bidirectional_retrieval, embedding_mse
-from ..losses import EmbeddingMSELoss
+from ..losses import EmbeddingMSELoss, TranslationRankingLoss
 from ..models.classifier import check_model_folder, load_encoder, read_model_info
 from ..models.sentence import (SentenceEncoder, fingerprint_sentence_encoder, load_sentence_encoder,
                                read_sentence_settings, resolve_model_path, save_sentence_encoder)
@@ -132,14 +132,22 @@ class EmbeddingDevEvaluator:
 
 
 class _Collate:
+    """A batch of examples: the English (source) side of every example, the translation side of
+    the parallel ones (``pair_rows``: which source rows they belong to), and teacher targets."""
+
     def __init__(self, pad_id: int, targets: torch.Tensor):
         self.pad_id = pad_id
         self.targets = targets
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        input_ids, mask = pad_ids([it["ids"] for it in items], self.pad_id)
-        rows = torch.tensor([it["row"] for it in items], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": mask, "teacher": self.targets[rows]}
+        input_ids, mask = pad_ids([it["src"] for it in items], self.pad_id)
+        batch = {"input_ids": input_ids, "attention_mask": mask,
+                 "teacher": self.targets[torch.tensor([it["row"] for it in items], dtype=torch.long)]}
+        paired = [i for i, it in enumerate(items) if it["tgt"] is not None]
+        if paired:
+            t_ids, t_mask = pad_ids([items[i]["tgt"] for i in paired], self.pad_id)
+            batch.update(target_input_ids=t_ids, target_attention_mask=t_mask, pair_rows=torch.tensor(paired))
+        return batch
 
 
 def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
@@ -152,9 +160,9 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     teacher, t_tok = load_teacher(cfg, teacher_folder)
 
     # One teacher pass over every distinct English text (training, dev, monolingual).
-    train_sources = unique([p.source for pairs in data.train.values() for p in pairs] + data.monolingual)
-    dev_sources = {lang: [p.source for p in pairs] for lang, pairs in data.dev.items()}
-    english = unique(train_sources + [t for texts in dev_sources.values() for t in texts])
+    pairs = [p for lang_pairs in data.train.values() for p in lang_pairs]
+    dev_sources = {lang: [p.source for p in dev] for lang, dev in data.dev.items()}
+    english = unique([p.source for p in pairs] + data.monolingual + [t for ts in dev_sources.values() for t in ts])
     vectors = teacher_embeddings(cfg, teacher, t_tok, teacher_folder, english, progress=progress,
                                  what="teacher on English text")
     row_of = {text: i for i, text in enumerate(english)}
@@ -162,18 +170,32 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     student, s_tok, student_info = build_embedding_student(cfg, teacher, teacher_folder, data.training_texts(),
                                                            progress=progress)
     enc = lambda texts: encode_texts(s_tok, texts, prefix=student.text_prefix, max_length=student.max_length)  # noqa: E731
-    items: list[dict[str, Any]] = []
-    # Each distinct English sentence once (Tatoeba repeats them with other translations), each translation once.
-    items += [{"ids": ids, "row": row_of[t]} for t, ids in zip(train_sources, enc(train_sources))]
-    for lang, pairs in data.train.items():
-        items += [{"ids": ids, "row": row_of[p.source]} for p, ids in zip(pairs, enc([p.target for p in pairs]))]
-    log.info("student examples: %d (%d distinct English texts)", len(items), len(train_sources))
+    # One example per pair (both sides, so the ranking term sees aligned pairs in a batch) and
+    # per monolingual text (English side only).
+    items = [{"src": a, "tgt": b, "row": row_of[p.source]}
+             for p, a, b in zip(pairs, enc([p.source for p in pairs]), enc([p.target for p in pairs]))]
+    items += [{"src": a, "tgt": None, "row": row_of[t]} for t, a in zip(data.monolingual, enc(data.monolingual))]
+    log.info("student examples: %d pairs + %d monolingual texts", len(pairs), len(data.monolingual))
 
-    loss_fn = EmbeddingMSELoss(student.dim, teacher.dim)
+    mse_loss = EmbeddingMSELoss(student.dim, teacher.dim)
+    weight = cfg.embed.ranking_weight
+    ranking = TranslationRankingLoss(cfg.embed.ranking_scale) if weight > 0 else None
 
     def step(batch: dict) -> dict[str, torch.Tensor]:
-        out = student(batch["input_ids"], batch["attention_mask"])["embedding"]
-        return loss_fn(out, batch["teacher"])
+        src = student(batch["input_ids"], batch["attention_mask"])["embedding"]
+        rows = batch.get("pair_rows")
+        if rows is None:  # monolingual text only
+            mse, tgt = mse_loss(src, batch["teacher"])["loss"], None
+        else:
+            tgt = student(batch["target_input_ids"], batch["target_attention_mask"])["embedding"]
+            # Both sides of a pair are trained onto the teacher's embedding of the English side.
+            mse = mse_loss(torch.cat([src, tgt]), torch.cat([batch["teacher"], batch["teacher"][rows]]))["loss"]
+        if ranking is None:
+            return {"loss": mse}
+        # Without two pairs in the batch there are no negatives: the term is 0 there. The same
+        # keys every step, so the logged averages stay averages.
+        rank = ranking(src[rows], tgt)["loss"] if rows is not None and len(rows) > 1 else mse * 0
+        return {"loss": mse + weight * rank, "mse": mse, "ranking": rank}
 
     evaluator = None
     if any(data.dev.values()):
@@ -187,6 +209,7 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         "teacher": str(teacher_folder),
         "teacher_settings": teacher.settings(),
         "selected_on": f"dev {SELECT_KEY}" if evaluator else "last epoch",
+        "losses": {"mse": 1.0, "ranking": weight, "ranking_scale": cfg.embed.ranking_scale},
         "data": data.summary,
         **{f"student_{k}": v for k, v in student_info.items()},
     }
@@ -196,7 +219,7 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
         select_key=SELECT_KEY if evaluator else None,
         save_fn=lambda: save_sentence_encoder(student, s_tok, out_dir, info),
-        lengths=[len(it["ids"]) for it in items], progress=progress, desc="student",
+        lengths=[len(it["src"]) + len(it["tgt"] or ()) for it in items], progress=progress, desc="student",
     )
 
 

@@ -6,11 +6,13 @@ parts, so a training loop can log each one.
 - :class:`HiddenStateMSELoss` — TinyBERT-style masked MSE between mapped hidden states.
 - :class:`AttentionKLLoss` — MiniLM-style KL between mapped attention distributions.
 - :class:`EmbeddingMSELoss` — Reimers & Gurevych 2020 MSE between sentence embeddings.
+- :class:`TranslationRankingLoss` — in-batch ranking of translations (Yang et al. 2019, LaBSE).
 """
 
 from xdistill.losses.attention_kl import AttentionKLLoss
 from xdistill.losses.embedding_mse import EmbeddingMSELoss
 from xdistill.losses.hidden_mse import HiddenStateMSELoss
 from xdistill.losses.soft_target import SoftTargetLoss
+from xdistill.losses.translation_ranking import TranslationRankingLoss
 
-__all__ = ["AttentionKLLoss", "EmbeddingMSELoss", "HiddenStateMSELoss", "SoftTargetLoss"]
+__all__ = ["AttentionKLLoss", "EmbeddingMSELoss", "HiddenStateMSELoss", "SoftTargetLoss", "TranslationRankingLoss"]
