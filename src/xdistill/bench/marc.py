@@ -268,6 +268,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [
         f"### MARC {'(quick)' if results.get('quick') else ''}".rstrip(),
         "",
+        *(["**Partial run**: the run was stopped before every row finished; rows missing below were not "
+           "measured. Re-running the same command skips the students already trained.", ""]
+          if results.get("complete") is False else []),
         f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; "
         f"wall time {results.get('wall_seconds', 0) / 60:.1f} min; seeds {results['protocol']['seeds']}.",
         "",
