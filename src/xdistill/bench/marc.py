@@ -172,9 +172,12 @@ def run_variant(
     t_entry, t_pred = evaluate_classifier(teacher_cfg, "teacher", t_folder, test, progress=progress)
     out = [_row("teacher", variant, [teacher_cfg.seed], [t_entry], languages)]
     echo(f"[{variant}] teacher: " + _acc_line(out[-1]))
-    for row in rows:
-        entries, target_sel = [], []
-        for seed in seeds:
+    # Seeds outermost: a run stopped early still has every row for the seeds it finished.
+    entries: dict[str, list[dict]] = {row: [] for row in rows}
+    target_sel: dict[str, list[dict]] = {row: [] for row in rows}
+    done_seeds: dict[str, list[int]] = {row: [] for row in rows}
+    for seed in seeds:
+        for row in rows:
             cfg = row_config(base, row, seed, work_dir, variant, t_folder)
             if not stage_done(cfg, "student"):
                 fit_result = distill_student(cfg, progress=progress)
@@ -182,23 +185,32 @@ def run_variant(
                                             "seconds": fit_result.seconds})
             entry, pred = evaluate_classifier(cfg, row, student_dir(cfg), test, progress=progress)
             add_agreement(entry, pred, t_pred)
-            entries.append(entry)
+            entries[row].append(entry)
+            done_seeds[row].append(seed)
             for lang in cfg.train.also_select_langs:
                 other, other_pred = evaluate_classifier(dataclasses.replace(cfg, evaluate=_no_speed(cfg)),
                                                         row, student_dir(cfg, lang), test, progress=progress)
                 add_agreement(other, other_pred, t_pred)
-                target_sel.append(other)
-        summary = _row(row, variant, seeds, entries, languages)
-        if target_sel:
-            acc, acc_std = _summary(target_sel, languages, "accuracy")
-            f1, _ = _summary(target_sel, languages, "macro_f1")
+                target_sel[row].append(other)
+            echo(f"[{variant}] {row} seed {seed}: " + _acc_line(_row(row, variant, [seed], [entry], languages)))
+            on_row(out + _student_rows(rows, variant, done_seeds, entries, target_sel, languages, out[0]))
+    return out + _student_rows(rows, variant, done_seeds, entries, target_sel, languages, out[0])
+
+
+def _student_rows(rows, variant, done_seeds, entries, target_sel, languages, teacher_row) -> list[dict[str, Any]]:
+    summaries = []
+    for row in rows:
+        if not entries[row]:
+            continue
+        summary = _row(row, variant, done_seeds[row], entries[row], languages)
+        if target_sel[row]:
+            acc, acc_std = _summary(target_sel[row], languages, "accuracy")
+            f1, _ = _summary(target_sel[row], languages, "macro_f1")
             summary["target_dev_selection"] = {"accuracy": acc, "accuracy_std": acc_std, "macro_f1": f1}
-        summary["params_ratio"] = summary["params_total"] / out[0]["params_total"]
-        summary["speedup_b32"] = summary["throughput_b32"] / out[0]["throughput_b32"]
-        out.append(summary)
-        on_row(out)
-        echo(f"[{variant}] {row}: " + _acc_line(summary))
-    return out
+        summary["params_ratio"] = summary["params_total"] / teacher_row["params_total"]
+        summary["speedup_b32"] = summary["throughput_b32"] / teacher_row["throughput_b32"]
+        summaries.append(summary)
+    return summaries
 
 
 def _no_speed(cfg: RunConfig):
