@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..io_utils import atomic_write_json
 from ..pipeline import run_all
 
-QUICK = {"max_pairs_per_file": 700, "heldout_pairs": 200, "dev_pairs": 100, "max_unlabelled": 1000,
+QUICK = {"max_pairs_per_file": 500, "heldout_pairs": 200, "dev_pairs": 100, "max_unlabelled": 800,
          "probe_max_train": 1000, "probe_max_test": 500, "repeats": 3}
 TARGETS = {"retrieval_min_percent": 90.0, "speedup_b32_vs_e5_small": 3.0, "english_probe_vs_teacher": 0.95}
 ROW_KEYS = ("retrieval", "mse", "probe_accuracy", "params_total", "params_embedding", "disk_mb",

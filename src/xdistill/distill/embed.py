@@ -5,7 +5,9 @@ Distillation" (arXiv:2004.09813): for each parallel pair (s, t), the student is 
 both its embedding of the English sentence s and of the translation t match the teacher's
 embedding of s (EmbeddingMSELoss). The teacher reads only English, with its own tokenizer and
 pooling; its embeddings are computed once and cached on disk (TeacherCache). Monolingual English
-text (``data.unlabelled: {en: ...}``) adds student(s) -> teacher(s) examples only.
+text (``data.unlabelled: {en: ...}``) adds student(s) -> teacher(s) examples only. With
+``embed.ranking_weight`` > 0, an in-batch translation-ranking term (TranslationRankingLoss) is added:
+on a CPU budget the MSE alone brings a translation only slowly next to its sentence.
 
 The student is copied from chosen layers of ``student.base`` (e.g. multilingual-e5-small, whose
 vocabulary covers es/zh; the teacher's does not) with the vocabulary trimmed to the training text
