@@ -24,7 +24,7 @@ class Counter:
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(cache_mod, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(cache_mod.TeacherCache, "chunk_rows", 4)
 
 
 def test_outputs_are_computed_once_and_reused(tmp_path):
@@ -78,3 +78,22 @@ def test_fingerprint_follows_weight_content(tmp_path):
     before = fingerprint_folder(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"two")
     assert fingerprint_folder(tmp_path) != before
+
+
+def test_text_cache_resumes_after_a_kill_and_keeps_order(tmp_path):
+    cache = cache_mod.TextCache(tmp_path, chunk_rows=3)
+    sources = [f"s{i}" for i in range(8)]
+    key = cache.key("command:rev", sources, {"beam": 1})
+    calls = []
+
+    def translate(start, end):
+        calls.append((start, end))
+        if start >= 3 and len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return [s[::-1] + "é\u2028" for s in sources[start:end]]
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_texts(key, len(sources), translate, progress=False)
+    out = cache.get_texts(key, len(sources), translate, progress=False)
+    assert calls == [(0, 3), (3, 6), (3, 6), (6, 8)]  # the finished chunk is not redone
+    assert out == [s[::-1] + "é\u2028" for s in sources]

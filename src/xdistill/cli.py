@@ -25,6 +25,8 @@ teacher_app = typer.Typer(help="Fine-tune the teacher.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(bench_app, name="bench")
+mt_teacher_app = typer.Typer(help="Train a translation teacher from parallel data.", no_args_is_help=True)
+app.add_typer(mt_teacher_app, name="translate-teacher")
 
 _state = {"debug": False, "progress": True}
 
@@ -83,6 +85,50 @@ def teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, 
     from .pipeline import run_stage
 
     run_stage(_load(config, set_), "teacher", force=force, progress=_state["progress"], echo=typer.echo)
+
+
+@mt_teacher_app.command("train")
+def translate_teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt) -> None:
+    """Train the Marian-style translation teacher of mt.teacher_model on data.parallel (RUN_DIR/teacher)."""
+    from .pipeline import run_stage
+
+    cfg = _load(config, set_)
+    if cfg.task != "translation":
+        raise XdistillError(f"{config} has task {cfg.task!r}; translate-teacher is for task: translation "
+                            "(use `xdistill teacher train` for classification)")
+    run_stage(cfg, "teacher", force=force, progress=_state["progress"], echo=typer.echo)
+
+
+@app.command()
+def translate(
+    model: Path = typer.Option(..., "--model", "-m", help="A translation model folder (an xdistill student or any HF seq2seq model)."),
+    beam: int = typer.Option(4, "--beam", min=1, help="Beam size (1 = greedy)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sentences per batch."),
+    max_length: int = typer.Option(256, "--max-length", min=8, help="Longest input/output in tokens."),
+    input_: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence per line (default: stdin)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where translations go (default: stdout)."),
+) -> None:
+    """Translate lines (stdin or --input) to lines (stdout or --output), batched."""
+    from .io_utils import atomic_write_text
+    from .models.translators import Seq2SeqTranslator, one_line
+
+    translator = Seq2SeqTranslator(model, max_length=max_length)
+    raw = input_.read_text(encoding="utf-8") if input_ else sys.stdin.read()
+    lines = raw.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    # Empty lines stay empty (line N of the output is always the translation of line N).
+    todo = [i for i, line in enumerate(lines) if line.strip()]
+    hyps = translator.translate([one_line(lines[i]) for i in todo], beam=beam, batch_size=batch_size,
+                                progress=_state["progress"], desc="translate")
+    out = [""] * len(lines)
+    for i, hyp in zip(todo, hyps):
+        out[i] = hyp
+    text = "".join(line + "\n" for line in out)
+    if output:
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
 
 
 @app.command()
@@ -171,18 +217,47 @@ def bench_embed(
     e5: Path = typer.Option(Path("models/e5-small"), "--e5", help="The e5 folder: student base and reference (imported if missing)."),
 ) -> None:
     """Sentence embeddings: English-only MiniLM teacher -> en/es/zh student, against multilingual-e5-small."""
+    from .bench.docs import write_benchmarks_md
     from .bench.embed import markdown_table, run_benchmark
 
     out = out or Path("bench/results") / ("embed-quick.json" if quick else "embed.json")
     bench = run_benchmark(config=config, data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"),
                           e5_path=e5, quick=quick, progress=_state["progress"], echo=typer.echo)
     typer.echo(markdown_table(bench))
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
+
+
+@bench_app.command("mt")
+def bench_mt(
+    data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding flores200/, wmt_newstest/, ..."),
+    quick: bool = typer.Option(False, "--quick", help="Capped data and epochs (a smoke run; numbers are worse)."),
+    pair: list[str] = typer.Option(["en-es", "en-zh"], "--pair", help="en-es and/or en-zh (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/mt[-quick].json)."),
+    work_dir: Path = typer.Option(Path("runs/bench-mt"), "--work-dir", help="Models and caches of the runs."),
+) -> None:
+    """Translation: Apertium -> en-es student, trained teacher -> en-zh students, against reference-trained students."""
+    from .bench.docs import write_benchmarks_md
+    from .bench.mt import RECIPES, markdown_table, run_benchmark
+
+    bad = [p for p in pair if p not in RECIPES]
+    if bad:
+        raise XdistillError(f"unknown --pair {bad}; choose from {', '.join(RECIPES)}")
+    out = out or Path("bench/results") / ("mt-quick.json" if quick else "mt.json")
+    results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"), pairs=pair,
+                            quick=quick, progress=_state["progress"], echo=typer.echo)
+    typer.echo(markdown_table(results))
+    typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
 
 
 def _require_teacher(cfg) -> None:
     if cfg.task == "embedding":
         return  # the teacher is used as it is: there is no teacher stage to run first
+    if cfg.task == "translation":
+        from .distill.translate import load_teacher_translator
+
+        if cfg.distill.use_teacher:
+            load_teacher_translator(cfg)  # fails with what to run first when the teacher is missing
+        return
     from .distill.classify import teacher_dir
 
     folder = teacher_dir(cfg)

@@ -50,6 +50,7 @@ class ParallelConfig:
     source_column: int | str = 0
     target_column: int | str = 1
     max_pairs: int | None = None
+    name: str | None = None  # how reports call it (translation test sets: flores, tatoeba, ...)
 
     def __post_init__(self) -> None:
         _check(bool(self.path), "data.parallel[].path is required")
@@ -139,14 +140,18 @@ class TrainConfig:
         _check(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.max_steps is None or self.max_steps > 0, f"train.max_steps must be > 0, got {self.max_steps}")
         _check(
-            self.select_metric in ("accuracy", "macro_f1", "mae", "agreement"),
-            f"train.select_metric must be accuracy, macro_f1, mae or agreement, got {self.select_metric!r}",
+            self.select_metric in ("accuracy", "macro_f1", "mae", "agreement", "chrf", "bleu"),
+            f"train.select_metric must be accuracy, macro_f1, mae, agreement (classification) or chrf, bleu "
+            f"(translation), got {self.select_metric!r}",
         )
 
 
 @dataclass
 class TeacherConfig:
     path: str = ""
+    # Translation only: a black-box teacher, a shell command that reads source lines on stdin and
+    # writes one translation per line on stdout (e.g. "apertium -u eng-spa").
+    command: str | None = None
     pooling: Literal["mean", "cls"] = "mean"
     text_prefix: str = ""
     max_length: int = 128
@@ -156,7 +161,6 @@ class TeacherConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _check(bool(self.path), "teacher.path is required: a local Hugging Face encoder folder")
         _check(8 <= self.max_length <= 8192, f"teacher.max_length must be in [8, 8192], got {self.max_length}")
 
 
@@ -321,11 +325,90 @@ class EmbedConfig:
 
 
 @dataclass
+class MonolingualConfig:
+    """Source-language text without translations: the black-box or trained teacher translates it."""
+
+    path: str = ""
+    column: str | int | None = None  # csv/tsv/jsonl: the text column; .txt: one text per line
+    header: bool | None = None
+    # None: from the extension, and plain text (one sentence per line) for names like
+    # newstest2010.en or eng_Latn.devtest that have no csv/tsv/jsonl/txt extension.
+    format: Literal["csv", "tsv", "jsonl", "txt"] | None = None
+    max_lines: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(bool(self.path), "mt.monolingual[].path is required")
+        _check(self.max_lines is None or self.max_lines > 0,
+               f"mt.monolingual[].max_lines must be > 0 or null, got {self.max_lines} ({self.path})")
+
+
+@dataclass
+class Seq2SeqArchConfig:
+    """A Marian-style transformer (``MarianMTModel``), built from these sizes."""
+
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    d_model: int = 256
+    ffn_size: int = 1024
+    heads: int = 4
+    dropout: float = 0.1
+    max_positions: int = 256
+
+    def __post_init__(self) -> None:
+        for key in ("encoder_layers", "decoder_layers", "d_model", "ffn_size", "heads", "max_positions"):
+            _check(getattr(self, key) > 0, f"mt model sizes must be > 0: {key} is {getattr(self, key)}")
+        _check(self.d_model % self.heads == 0, f"mt d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        _check(0 <= self.dropout < 1, f"mt dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TranslateConfig:
+    """Machine translation (``task: translation``): seq-KD / word-KD from any teacher into a small student.
+
+    The teacher is ``teacher.command`` (a black box), ``teacher.path`` (a local seq2seq folder) or,
+    with neither, a Marian-style model xdistill trains in the teacher stage from ``data.parallel``.
+    """
+
+    # Source-language text the teacher translates for sequence-level KD (Kim & Rush 2016).
+    monolingual: list[MonolingualConfig] = field(default_factory=list)
+    # Test sets (never trained on: both sides are removed from every training source first).
+    eval: list[ParallelConfig] = field(default_factory=list)
+    dev_pairs: int = 200  # reference pairs held out for per-epoch chrF and checkpoint selection
+    decontaminate: bool = True
+    seqkd: bool = True  # train on the teacher's translations of every training source
+    use_references: bool = True  # also train on the reference translations of data.parallel
+    word_kd_weight: float = 0.0  # token-level KL to a white-box teacher sharing the vocabulary
+    word_kd_temperature: float = 1.0
+    label_smoothing: float = 0.1  # on the token cross-entropy (standard for transformer MT)
+    teacher_beam: int = 4  # beam size the teacher translates with (seq-KD and its test rows)
+    eval_beam: int = 4  # beam size for the reported student scores
+    max_length: int = 128  # tokens, source and target
+    vocab_size: int = 8000  # the student's tokenizer, trained on its training corpus (joint en+target)
+    student: Seq2SeqArchConfig = field(default_factory=Seq2SeqArchConfig)
+    teacher_model: Seq2SeqArchConfig = field(default_factory=lambda: Seq2SeqArchConfig(
+        encoder_layers=6, decoder_layers=3, d_model=384, ffn_size=1536, heads=6))
+    command_batch_size: int = 256  # lines per call of a black-box teacher command
+    command_timeout_s: float = 300.0  # per call; a hung command fails with a clear error
+    eval_batch_size: int = 32
+    max_eval_pairs: int | None = None  # first N pairs of each test set (quick runs)
+
+    def __post_init__(self) -> None:
+        for key in ("teacher_beam", "eval_beam", "max_length", "vocab_size", "command_batch_size", "eval_batch_size"):
+            _check(getattr(self, key) > 0, f"mt.{key} must be > 0, got {getattr(self, key)}")
+        _check(self.dev_pairs >= 0, f"mt.dev_pairs must be >= 0, got {self.dev_pairs}")
+        _check(self.command_timeout_s > 0, f"mt.command_timeout_s must be > 0, got {self.command_timeout_s}")
+        _check(0 <= self.word_kd_weight <= 1, f"mt.word_kd_weight must be in [0, 1], got {self.word_kd_weight}")
+        _check(0 <= self.label_smoothing < 1, f"mt.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _check(self.word_kd_temperature > 0, f"mt.word_kd_temperature must be > 0, got {self.word_kd_temperature}")
+        _check(self.vocab_size >= 100, f"mt.vocab_size must be >= 100, got {self.vocab_size}")
+
+
+@dataclass
 class RunConfig:
     data: DataConfig
     teacher: TeacherConfig
     name: str = "run"
-    task: Literal["classification", "embedding"] = "classification"
+    task: Literal["classification", "embedding", "translation"] = "classification"
     run_dir: str = "runs/run"
     cache_dir: str = ".xdistill-cache"
     seed: int = 13
@@ -334,8 +417,14 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    mt: TranslateConfig = field(default_factory=TranslateConfig)
 
     def __post_init__(self) -> None:
+        if self.task == "translation":
+            self._check_translation()
+            return
+        _check(bool(self.teacher.path), "teacher.path is required: a local Hugging Face encoder folder")
+        _check(self.teacher.command is None, "teacher.command is for task: translation only; use teacher.path")
         if self.task == "embedding":
             self._check_embedding()
         else:
@@ -393,6 +482,35 @@ class RunConfig:
         _check(self.distill.hidden_weight == 0 and self.distill.attention_weight == 0,
                "task is 'embedding': distill.hidden_weight and distill.attention_weight must be 0 "
                "(teacher and student read different texts and tokenizers)")
+
+    def _check_translation(self) -> None:
+        _check(len(self.data.target_langs) == 1,
+               f"task is 'translation': data.target_langs needs exactly one language (the output side), "
+               f"got {self.data.target_langs}; make one config per language pair")
+        target = self.data.target_langs[0]
+        _check(not (self.teacher.path and self.teacher.command),
+               "teacher.path and teacher.command are both set; a translation teacher is a seq2seq folder "
+               "(teacher.path) or a command (teacher.command), not both")
+        for where, items in (("data.parallel", self.data.parallel), ("mt.eval", self.mt.eval)):
+            for par in items:
+                _check(par.lang == target, f"{where}: {par.path} has lang {par.lang!r} but the run translates "
+                                           f"{self.data.source_lang} -> {target}")
+        _check(bool(self.data.parallel) or bool(self.mt.monolingual),
+               "task is 'translation' but there is no training text: list reference pairs in data.parallel "
+               "and/or source-language text in mt.monolingual")
+        needs_references = (not self.teacher.path and not self.teacher.command) or not self.distill.use_teacher
+        _check(not needs_references or bool(self.data.parallel),
+               "this translation run trains on references (no teacher, or a teacher xdistill trains) but "
+               "data.parallel is empty; list the parallel files")
+        _check(self.distill.use_teacher or self.mt.use_references,
+               "distill.use_teacher is false and mt.use_references is false: the student has nothing to learn from")
+        _check(self.mt.word_kd_weight == 0 or not self.teacher.command,
+               "mt.word_kd_weight > 0 needs a white-box teacher (teacher.path or a trained one), not teacher.command")
+        for flag, train in (("train", self.train), ("teacher.train", self.teacher.train)):
+            if train.select_metric == "accuracy":  # the classification default: translation selects on chrF
+                train.select_metric = "chrf"
+            _check(train.select_metric in ("chrf", "bleu"),
+                   f"task is 'translation': {flag}.select_metric must be chrf or bleu, got {train.select_metric!r}")
 
     @property
     def student_max_length(self) -> int:

@@ -36,13 +36,32 @@ EMBED_STAGE_SECTIONS = {
 }
 
 
+# Translation runs: the whole mt section shapes the student (data, tokenizer, model, KD losses).
+MT_STAGE_SECTIONS = {"teacher": ("mt.teacher_model", "mt.max_length", "mt.dev_pairs", "mt.decontaminate",
+                                 "mt.eval", "mt.vocab_size"),
+                     "student": ("mt",)}
+
+
+def _drop_unset_additions(full: dict[str, Any]) -> None:
+    # Keys added after runs already existed hash only when set, so those runs keep their hashes
+    # (and are not redone just because xdistill learned a new option).
+    if full["teacher"].get("command") is None:
+        full["teacher"].pop("command", None)
+    for par in full["data"]["parallel"]:
+        if par.get("name") is None:
+            par.pop("name", None)
+
+
 def stage_hash(cfg: RunConfig, stage: str) -> str:
     full = cfg.to_dict()
+    _drop_unset_additions(full)
     sections: list[str] = []
     for name in STAGES:
         sections.extend(STAGE_SECTIONS[name])
         if cfg.task == "embedding":
             sections.extend(EMBED_STAGE_SECTIONS.get(name, ()))
+        if cfg.task == "translation":
+            sections.extend(MT_STAGE_SECTIONS.get(name, ()))
         if name == stage:
             break
     payload = json.dumps({s: _lookup(full, s) for s in sections}, sort_keys=True, default=str)
@@ -86,10 +105,14 @@ def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool
     if not force and stage_done(cfg, stage):
         echo(f"[{stage}] already done for these settings in {cfg.run_dir}; skipping (use --force to redo)")
         return None
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
     write_resolved_config(cfg)
-    if cfg.task == "embedding":
-        return _run_embedding_stage(cfg, stage, progress=progress, echo=echo)
+    return TASK_STAGES[cfg.task](cfg, stage, progress=progress, echo=echo)
 
+
+def _run_classification_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
+    """The stages of a classification run (fine-tune teacher, distil, evaluate)."""
     from .distill.classify import distill_student, teacher_dir, train_teacher
     from .evaluate.report import comparison_table
     from .evaluate.run_eval import evaluate_run
@@ -142,6 +165,44 @@ def _run_embedding_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Ca
         echo(f"[evaluate] report: {Path(cfg.run_dir) / 'report.md'}")
         return results
     raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+
+
+def _run_translation_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
+    """The stages of a translation run (``task: translation``)."""
+    from .distill.translate import (distill_translation, mt_student_dir, mt_teacher_dir, teacher_kind,
+                                    train_translation_teacher)
+    from .evaluate.mt_eval import evaluate_translation_run, translation_report
+
+    if stage == "teacher":
+        kind = teacher_kind(cfg)
+        if kind != "trained":
+            what = cfg.teacher.command if kind == "command" else cfg.teacher.path
+            echo(f"[teacher] the teacher is given ({kind}: {what}); nothing to train")
+            _mark_done(cfg, stage, {"skipped": True})
+            return None
+        result = train_translation_teacher(cfg, progress=progress)
+        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
+        echo(f"[teacher] saved to {mt_teacher_dir(cfg)} (best dev {cfg.teacher.train.select_metric} "
+             f"{_fmt(result.best_score)}, {result.seconds:.0f} s)")
+        return result
+    if stage == "student":
+        result = distill_translation(cfg, progress=progress)
+        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
+        echo(f"[student] saved to {mt_student_dir(cfg)} (best dev {cfg.train.select_metric} "
+             f"{_fmt(result.best_score)}, {result.seconds:.0f} s)")
+        return result
+    results = evaluate_translation_run(cfg, progress=progress)
+    _mark_done(cfg, stage, {})
+    echo(translation_report(results))
+    echo(f"[evaluate] report: {Path(cfg.run_dir) / 'report.md'}")
+    return results
+
+
+TASK_STAGES: dict[str, Callable[..., Any]] = {
+    "classification": _run_classification_stage,
+    "embedding": _run_embedding_stage,
+    "translation": _run_translation_stage,
+}
 
 
 def run_all(cfg: RunConfig, *, force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> Any:

@@ -48,8 +48,15 @@ def fingerprint_texts(texts: Sequence[str]) -> str:
 
 
 class TeacherCache:
-    def __init__(self, root: str | Path):
+    """Arrays (logits, pooled embeddings, ...) in safetensors chunks."""
+
+    chunk_rows = CHUNK_ROWS
+    suffix = ".safetensors"
+
+    def __init__(self, root: str | Path, chunk_rows: int | None = None):
         self.root = Path(root)
+        if chunk_rows is not None:
+            self.chunk_rows = chunk_rows
 
     def key(self, teacher_fingerprint: str, texts: Sequence[str], settings: dict) -> str:
         payload = json.dumps(
@@ -71,32 +78,41 @@ class TeacherCache:
         ``compute(start, end) -> {name: array with end-start rows}``."""
         folder = self.root / key
         folder.mkdir(parents=True, exist_ok=True)
-        starts = list(range(0, n_rows, CHUNK_ROWS))
-        missing = [s for s in starts if not self._chunk_ok(folder, s, min(s + CHUNK_ROWS, n_rows))]
+        rows = self.chunk_rows
+        starts = list(range(0, n_rows, rows))
+        missing = [s for s in starts if not self._chunk_ok(folder, s, min(s + rows, n_rows))]
         if missing:
             done = len(starts) - len(missing)
             log.info("%s: computing %d rows (%d of %d chunks cached)", description, n_rows, done, len(starts))
             bar = tqdm(total=n_rows, desc=description, disable=not progress, unit="ex")
-            bar.update(sum(min(s + CHUNK_ROWS, n_rows) - s for s in starts if s not in missing))
+            bar.update(sum(min(s + rows, n_rows) - s for s in starts if s not in missing))
             for start in missing:
-                end = min(start + CHUNK_ROWS, n_rows)
-                arrays = {k: np.ascontiguousarray(v) for k, v in compute(start, end).items()}
-                self._write_chunk(folder, start, end, arrays)
+                end = min(start + rows, n_rows)
+                self._write_chunk(folder, start, end, compute(start, end))
                 bar.update(end - start)
             bar.close()
-        parts = [load_file(str(self._chunk_path(folder, s))) for s in starts]
+        return self._join([self._read(self._chunk_path(folder, s)) for s in starts])
+
+    def _chunk_path(self, folder: Path, start: int) -> Path:
+        return folder / f"rows-{start:09d}{self.suffix}"
+
+    # -- chunk format (overridden by TextCache) --------------------------------------------------
+
+    def _save(self, outputs: dict[str, np.ndarray], tmp: Path) -> None:
+        save_file({k: np.ascontiguousarray(v) for k, v in outputs.items()}, str(tmp))
+
+    def _read(self, path: Path) -> dict[str, np.ndarray]:
+        return load_file(str(path))
+
+    def _join(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         if not parts:
             return {}
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
-    @staticmethod
-    def _chunk_path(folder: Path, start: int) -> Path:
-        return folder / f"rows-{start:09d}.safetensors"
-
-    def _write_chunk(self, folder: Path, start: int, end: int, arrays: dict[str, np.ndarray]) -> None:
+    def _write_chunk(self, folder: Path, start: int, end: int, outputs) -> None:
         path = self._chunk_path(folder, start)
         with atomic_path(path) as tmp:
-            save_file(arrays, str(tmp))
+            self._save(outputs, tmp)
         # The checksum is written after the chunk: a chunk without a matching record is redone.
         atomic_write_json(path.with_suffix(".json"), {"rows": end - start, "sha256": _sha256(path)})
 
@@ -113,6 +129,34 @@ class TeacherCache:
             log.warning("teacher cache chunk %s is truncated or altered; recomputing it", path)
             return False
         return True
+
+
+class TextCache(TeacherCache):
+    """Texts (a teacher's translations for sequence-level KD) in JSON chunks.
+
+    Smaller chunks than for arrays: a CPU teacher decoding with beam search takes minutes per
+    thousand sentences, and a killed run should lose at most one chunk of that work.
+    """
+
+    chunk_rows = 256
+    suffix = ".jsonl"  # one JSON string per line (the checksum record beside it is the .json)
+
+    def get_texts(self, key: str, n_rows: int, compute: Callable[[int, int], list[str]], *,
+                  description: str = "teacher translations", progress: bool = True) -> list[str]:
+        out = self.get_or_compute(key, n_rows, lambda a, b: {"texts": list(compute(a, b))},
+                                  description=description, progress=progress)
+        return out.get("texts", [])
+
+    def _save(self, outputs: dict[str, list[str]], tmp: Path) -> None:
+        tmp.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in outputs["texts"]), encoding="utf-8")
+
+    def _read(self, path: Path) -> dict[str, list[str]]:
+        return {"texts": [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]}
+
+    def _join(self, parts: list[dict[str, list[str]]]) -> dict[str, list[str]]:
+        if not parts:
+            return {}
+        return {name: [x for p in parts for x in p[name]] for name in parts[0]}
 
 
 def _sha256(path: Path) -> str:

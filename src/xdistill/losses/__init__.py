@@ -7,6 +7,7 @@ parts, so a training loop can log each one.
 - :class:`AttentionKLLoss` — MiniLM-style KL between mapped attention distributions.
 - :class:`EmbeddingMSELoss` — Reimers & Gurevych 2020 MSE between sentence embeddings.
 - :class:`TranslationRankingLoss` — in-batch ranking of translations (Yang et al. 2019, LaBSE).
+- :class:`WordKDLoss` — Kim & Rush 2016 word-level KD for translation, mixed with token CE.
 """
 
 from xdistill.losses.attention_kl import AttentionKLLoss
@@ -14,5 +15,6 @@ from xdistill.losses.embedding_mse import EmbeddingMSELoss
 from xdistill.losses.hidden_mse import HiddenStateMSELoss
 from xdistill.losses.soft_target import SoftTargetLoss
 from xdistill.losses.translation_ranking import TranslationRankingLoss
+from xdistill.losses.word_kd import WordKDLoss
 
-__all__ = ["AttentionKLLoss", "EmbeddingMSELoss", "HiddenStateMSELoss", "SoftTargetLoss", "TranslationRankingLoss"]
+__all__ = ["AttentionKLLoss", "EmbeddingMSELoss", "HiddenStateMSELoss", "SoftTargetLoss", "TranslationRankingLoss", "WordKDLoss"]

@@ -1,0 +1,148 @@
+"""Benchmark: translation distillation, en->es from a black box (Apertium) and en->zh from a trained teacher.
+
+    xdistill bench mt --data-dir ../shared/data [--quick] [--pair en-es --pair en-zh] [--out bench/results/mt.json]
+
+Per pair, from the shipped recipes (``configs/mt-en-es-apertium.yaml``, ``configs/mt-en-zh-teacher.yaml``):
+- ``teacher``: Apertium, or the Marian-style teacher trained on the decontaminated references;
+- ``student-seqkd``: the small student trained on the teacher's translations (seq-KD);
+- ``student-seqkd-wordkd`` (en-zh): plus word-level KD against the white-box teacher;
+- ``student-ref``: the same student trained on the references alone, no teacher.
+Every row: BLEU, chrF (sacrebleu, signatures recorded), params, disk MB, sentences/s (batch 32,
+2 threads; the student's at its evaluation beam). ``--quick`` caps data and epochs (same JSON shape).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..config import RunConfig, from_dict
+from ..errors import XdistillError
+from ..evaluate.run_eval import machine_info
+from ..io_utils import atomic_write_json
+from ..pipeline import run_all, run_stage, stage_done
+
+RECIPES = {"en-es": "configs/mt-en-es-apertium.yaml", "en-zh": "configs/mt-en-zh-teacher.yaml"}
+# Student variants per pair: name -> overrides on top of the recipe.
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "en-es": {"student-seqkd": {}, "student-ref": {"distill": {"use_teacher": False}}},
+    "en-zh": {"student-seqkd": {}, "student-seqkd-wordkd": {"mt": {"word_kd_weight": 0.5}},
+              "student-ref": {"distill": {"use_teacher": False}}},
+}
+QUICK = {"max_pairs": 1500, "max_lines": 1000, "max_eval_pairs": 200, "epochs": 2, "teacher_epochs": 3,
+         "dev_pairs": 100, "repeats": 3}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def pair_config(pair: str, variant: str, *, data_dir: Path, work_dir: Path, quick: bool) -> RunConfig:
+    recipe = Path(RECIPES[pair])
+    if not recipe.is_file():
+        raise XdistillError(f"benchmark recipe not found: {recipe} (run from the project root)")
+    raw = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    raw["data"]["dir"] = str(data_dir)
+    # One run folder per pair: the trained teacher (teacher stage) is shared by its students.
+    raw["run_dir"] = str(work_dir / pair / variant)
+    raw["cache_dir"] = str(work_dir / "cache")
+    if not raw["teacher"].get("command") and not raw["teacher"].get("path"):
+        raw["teacher"]["path"] = str(work_dir / pair / "teacher-run" / "teacher")
+    if quick:
+        for par in raw["data"]["parallel"]:
+            par["max_pairs"] = QUICK["max_pairs"]
+        for mono in raw["mt"].get("monolingual", []):
+            mono["max_lines"] = QUICK["max_lines"]
+        raw["mt"]["max_eval_pairs"] = QUICK["max_eval_pairs"]
+        raw["mt"]["dev_pairs"] = QUICK["dev_pairs"]
+        raw["train"]["epochs"] = QUICK["epochs"]
+        raw["teacher"].setdefault("train", {})["epochs"] = QUICK["teacher_epochs"]
+        raw.setdefault("evaluate", {})["repeats"] = QUICK["repeats"]
+    raw = _merge(raw, VARIANTS[pair][variant])
+    return from_dict(RunConfig, raw, source=str(recipe))
+
+
+def teacher_config(pair: str, *, data_dir: Path, work_dir: Path, quick: bool) -> RunConfig | None:
+    """The run that trains the pair's teacher, or None when the recipe's teacher is given."""
+    cfg = pair_config(pair, "student-seqkd", data_dir=data_dir, work_dir=work_dir, quick=quick)
+    if cfg.teacher.command:
+        return None
+    raw = cfg.to_dict()
+    raw["teacher"]["path"] = ""
+    raw["run_dir"] = str(work_dir / pair / "teacher-run")
+    return from_dict(RunConfig, raw, source=RECIPES[pair])
+
+
+def _rows(pair: str, name: str, model: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": name, "pair": pair, "testset": test, "bleu": s["bleu"], "chrf": s["chrf"],
+             "bleu_signature": s["bleu_signature"], "chrf_signature": s["chrf_signature"], "beam": model["beam"],
+             "params_total": model.get("params_total"), "disk_mb": model.get("disk_mb"),
+             "sentences_per_s": model.get("sentences_per_s"),
+             **{k: v for k, v in model.items() if k.startswith(("sentences_per_s_", "tokens_per_s_"))}}
+            for test, s in model["tests"].items()]
+
+
+def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str], quick: bool = False,
+                  progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    if "en-es" in pairs and not shutil.which("apertium"):
+        raise XdistillError("the en-es benchmark needs Apertium: `apt-get install apertium-eng-spa` "
+                            "(or run only --pair en-zh)")
+    start = time.perf_counter()
+    results: dict[str, Any] = {"benchmark": "mt", "quick": quick, "machine": machine_info(), "rows": [],
+                               "data": {}, "complete": False}
+
+    def save() -> None:
+        results["wall_seconds"] = time.perf_counter() - start
+        atomic_write_json(out, results)
+
+    for pair in pairs:
+        t_cfg = teacher_config(pair, data_dir=data_dir, work_dir=work_dir, quick=quick)
+        if t_cfg is not None:
+            if not stage_done(t_cfg, "teacher"):
+                echo(f"[{pair}] training the teacher")
+                run_stage(t_cfg, "teacher", force=True, progress=progress, echo=echo)
+        teacher_row_done = False
+        for variant in VARIANTS[pair]:
+            cfg = pair_config(pair, variant, data_dir=data_dir, work_dir=work_dir, quick=quick)
+            echo(f"[{pair}] {variant}")
+            res = run_all(cfg, progress=progress, echo=echo)
+            if "teacher" in res["models"] and not teacher_row_done:
+                results["rows"].extend(_rows(pair, "teacher", res["models"]["teacher"]))
+                teacher_row_done = True
+            results["rows"].extend(_rows(pair, variant, res["models"]["student"]))
+            if variant == "student-seqkd":
+                info = json.loads((Path(cfg.run_dir) / "student" / "xdistill_model.json").read_text())
+                results["data"][pair] = info["data"]
+            save()
+    results["complete"] = True
+    save()
+    return results
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    lines = [f"### Translation{' (quick)' if results.get('quick') else ''}", "",
+             f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; wall time "
+             f"{results.get('wall_seconds', 0) / 60:.1f} min.", "",
+             "| pair | test set | row | BLEU | chrF | params (M) | disk MB | sent/s (b32) |",
+             "| --- | --- | --- | --: | --: | --: | --: | --: |"]
+    for r in results["rows"]:
+        params = f"{r['params_total'] / 1e6:.1f}" if r.get("params_total") else "–"
+        disk = f"{r['disk_mb']:.0f}" if r.get("disk_mb") else "–"
+        sps = f"{r['sentences_per_s']:.0f}" if r.get("sentences_per_s") else "–"
+        lines.append(f"| {r['pair']} | {r['testset']} | {r['name']} | {r['bleu']:.1f} | {r['chrf']:.1f} | "
+                     f"{params} | {disk} | {sps} |")
+    for pair, data in results.get("data", {}).items():
+        d = data["decontamination"]
+        lines.append("")
+        lines.append(f"{pair}: decontamination removed {d['dropped_pairs']} reference pairs and "
+                     f"{d['dropped_monolingual']} monolingual sentences that occur in a test set.")
+    return "\n".join(lines) + "\n"

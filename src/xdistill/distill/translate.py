@@ -1,0 +1,206 @@
+"""The translation recipe: a teacher xdistill trains itself, and sequence- / word-level KD students.
+
+Sequence-level KD (Kim & Rush 2016): the teacher translates every training source once (beam
+``mt.teacher_beam``); the translations are cached on disk in chunks (``TextCache``), so a killed
+run resumes and every later student run with the same teacher and sources reuses them. The
+student trains on (source, teacher translation) pairs, plus the references when
+``mt.use_references``. Word-level KD adds a token-level KL to a white-box teacher sharing the
+student's vocabulary; those distributions (B × L × |V|) are too big to cache, so the teacher runs
+beside the student for that loss only.
+
+Every model trains through the one ``fit()`` loop; dev selection is chrF (or BLEU) on held-out
+reference pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import RunConfig, TrainConfig
+from ..data.examples import ParallelPair
+from ..data.mt_data import MTData, load_mt_data
+from ..errors import XdistillError
+from ..evaluate.mt_metrics import translation_scores
+from ..losses.word_kd import WordKDLoss
+from ..models.seq2seq import build_marian, save_translator, train_tokenizer
+from ..models.translators import CommandTranslator, Seq2SeqTranslator, Translator
+from .cache import TextCache
+from .fit import FitResult, fit
+
+log = logging.getLogger(__name__)
+
+
+def mt_teacher_dir(cfg: RunConfig) -> Path:
+    """Where the teacher lives: ``teacher.path``, or RUN_DIR/teacher for one xdistill trains."""
+    return Path(cfg.teacher.path) if cfg.teacher.path else Path(cfg.run_dir) / "teacher"
+
+
+def mt_student_dir(cfg: RunConfig) -> Path:
+    return Path(cfg.run_dir) / "student"
+
+
+def teacher_kind(cfg: RunConfig) -> str:
+    return "command" if cfg.teacher.command else "folder" if cfg.teacher.path else "trained"
+
+
+def load_teacher_translator(cfg: RunConfig) -> Translator:
+    if cfg.teacher.command:
+        return CommandTranslator(cfg.teacher.command, batch_size=cfg.mt.command_batch_size,
+                                 timeout_s=cfg.mt.command_timeout_s)
+    folder = mt_teacher_dir(cfg)
+    if not (folder / "config.json").is_file():
+        hint = ("run `xdistill translate-teacher train --config ...` first (or `xdistill run`)"
+                if not cfg.teacher.path else "check teacher.path")
+        raise XdistillError(f"no translation teacher in {folder}; {hint}")
+    return Seq2SeqTranslator(folder, max_length=cfg.mt.max_length)
+
+
+class _Collate:
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, pairs: list[ParallelPair]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer([p.source for p in pairs], text_target=[p.target for p in pairs], padding=True,
+                               truncation=True, max_length=self.max_length, return_tensors="pt")
+        labels = batch["labels"]
+        labels[labels == self.tokenizer.pad_token_id] = -100
+        return dict(batch)
+
+
+class DevChrF:
+    """Per-epoch dev metrics: greedy translations of the dev sources against their references."""
+
+    def __init__(self, translator: Seq2SeqTranslator, dev: list[ParallelPair], target_lang: str, batch_size: int):
+        self.translator, self.dev, self.target_lang, self.batch_size = translator, dev, target_lang, batch_size
+
+    def __call__(self) -> dict[str, float]:
+        hyps = self.translator.translate([p.source for p in self.dev], beam=1, batch_size=self.batch_size)
+        scores = translation_scores(hyps, [p.target for p in self.dev], self.target_lang)
+        return {"chrf": scores["chrf"], "bleu": scores["bleu"]}
+
+
+def train_seq2seq(
+    model, tokenizer, pairs: list[ParallelPair], dev: list[ParallelPair], *, cfg: RunConfig, train_cfg: TrainConfig,
+    out_dir: Path, log_dir: Path, info: dict[str, Any], teacher: Seq2SeqTranslator | None = None,
+    progress: bool = True, desc: str = "student",
+) -> FitResult:
+    """Train ``model`` on ``pairs`` with token CE (+ word-level KD to ``teacher``), keep the best on dev."""
+    if not pairs:
+        raise XdistillError("no training pairs for the translation model; check data.parallel / mt.monolingual")
+    mt = cfg.mt
+    loss_fn = WordKDLoss(weight=mt.word_kd_weight if teacher is not None else 0.0,
+                         temperature=mt.word_kd_temperature, label_smoothing=mt.label_smoothing)
+    if teacher is not None:
+        teacher.model.eval()
+
+    def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        teacher_logits = None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_logits = teacher.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                               labels=batch["labels"]).logits
+        return loss_fn(out.logits, batch["labels"], teacher_logits)
+
+    translator = Seq2SeqTranslator(out_dir, model=model, tokenizer=tokenizer, max_length=mt.max_length)
+    target_lang = cfg.data.target_langs[0]
+    evaluate = DevChrF(translator, dev, target_lang, mt.eval_batch_size) if dev else None
+    lengths = [len(ids) for ids in tokenizer([p.source for p in pairs], truncation=True,
+                                             max_length=mt.max_length)["input_ids"]]
+    return fit(
+        model, pairs, _Collate(tokenizer, mt.max_length), step,
+        cfg=train_cfg, seed=train_cfg.seed if train_cfg.seed is not None else cfg.seed, run_dir=log_dir,
+        evaluate_fn=evaluate, select_key=train_cfg.select_metric,
+        save_fn=lambda: save_translator(model, tokenizer, out_dir, info),
+        lengths=lengths, progress=progress, desc=desc,
+    )
+
+
+def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
+    """Train the Marian-style teacher of ``mt.teacher_model`` on the reference pairs."""
+    if teacher_kind(cfg) != "trained":
+        raise XdistillError("this run's teacher is given (teacher.path or teacher.command); there is nothing to "
+                            "train: remove both to have xdistill train one from data.parallel")
+    data = load_mt_data(cfg)
+    tokenizer = train_tokenizer(_corpus(data.train), cfg.mt.vocab_size, cfg.mt.max_length)
+    model = build_marian(cfg.mt.teacher_model, tokenizer, cfg.mt.max_length)
+    info = _info(cfg, "teacher", data, {"trained_on": "references", "pairs": len(data.train)})
+    return train_seq2seq(model, tokenizer, data.train, data.dev, cfg=cfg, train_cfg=cfg.teacher.train,
+                         out_dir=mt_teacher_dir(cfg), log_dir=Path(cfg.run_dir) / "teacher-logs", info=info,
+                         progress=progress, desc="teacher")
+
+
+def seqkd_pairs(cfg: RunConfig, teacher: Translator, sources: list[str], *, progress: bool = True
+                ) -> tuple[list[ParallelPair], dict[str, int]]:
+    """The teacher's translations of ``sources`` (cached on disk, resumable) as training pairs."""
+    cache = TextCache(Path(cfg.cache_dir) / "translations")
+    settings = {"beam": cfg.mt.teacher_beam, "max_length": cfg.mt.max_length}
+    key = cache.key(teacher.fingerprint(), sources, settings)
+    hyps = cache.get_texts(
+        key, len(sources),
+        lambda a, b: teacher.translate(sources[a:b], beam=cfg.mt.teacher_beam, batch_size=cfg.mt.eval_batch_size),
+        description=f"teacher translations ({teacher.name})", progress=progress,
+    )
+    pairs = [ParallelPair(s, h) for s, h in zip(sources, hyps) if h.strip()]
+    return pairs, {"sources": len(sources), "empty_translations": len(sources) - len(pairs), "cache_key": key}
+
+
+def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
+    """Train the student: seq-KD pairs and/or references, optionally word-level KD."""
+    data = load_mt_data(cfg)
+    mt = cfg.mt
+    pairs: list[ParallelPair] = []
+    made: dict[str, Any] = {"teacher": _teacher_name(cfg) if cfg.distill.use_teacher else None}
+    teacher: Translator | None = None
+    if cfg.distill.use_teacher:
+        teacher = load_teacher_translator(cfg)
+        if mt.seqkd:
+            kd_pairs, counts = seqkd_pairs(cfg, teacher, data.source_texts(), progress=progress)
+            pairs.extend(kd_pairs)
+            made["seqkd"] = counts
+    if mt.use_references or not cfg.distill.use_teacher:
+        pairs.extend(data.train)
+        made["references"] = len(data.train)
+    word_teacher = None
+    if cfg.distill.use_teacher and mt.word_kd_weight > 0:
+        if not isinstance(teacher, Seq2SeqTranslator):
+            raise XdistillError("mt.word_kd_weight > 0 needs a white-box teacher (a seq2seq folder)")
+        word_teacher = teacher
+        tokenizer = teacher.tokenizer  # the KL compares distributions id by id: one vocabulary
+        made["word_kd"] = {"weight": mt.word_kd_weight, "temperature": mt.word_kd_temperature}
+    else:
+        tokenizer = train_tokenizer(_corpus(pairs), mt.vocab_size, mt.max_length)
+    if not pairs:
+        raise XdistillError("mt.seqkd and mt.use_references are both off: the student has no training pairs")
+    model = build_marian(mt.student, tokenizer, mt.max_length)
+    log.info("student: %d training pairs (%s), %.1fM parameters", len(pairs),
+             ", ".join(f"{k}={v}" for k, v in made.items() if k != "teacher"),
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    info = _info(cfg, "student", data, made)
+    return train_seq2seq(model, tokenizer, pairs, data.dev, cfg=cfg, train_cfg=cfg.train, out_dir=mt_student_dir(cfg),
+                         log_dir=Path(cfg.run_dir) / "student-logs", info=info, teacher=word_teacher,
+                         progress=progress, desc="student")
+
+
+def _corpus(pairs: list[ParallelPair]) -> list[str]:
+    return [t for p in pairs for t in (p.source, p.target)]
+
+
+def _teacher_name(cfg: RunConfig) -> str:
+    return cfg.teacher.command or str(mt_teacher_dir(cfg))
+
+
+def _info(cfg: RunConfig, role: str, data: MTData, made: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "role": role,
+        "source_lang": cfg.data.source_lang,
+        "target_lang": cfg.data.target_langs[0],
+        "max_length": cfg.mt.max_length,
+        "made_with": made,
+        "data": data.summary,
+    }

@@ -1,0 +1,132 @@
+"""Evaluate a translation run: BLEU and chrF per test set, size, and speed for teacher and student.
+
+Speed of a neural model: sentences/s and target tokens/s at batch 32, greedy and beam 4, on
+``evaluate.threads`` threads (warm-up, median of ``evaluate.repeats``), plus the batch-1 latency.
+A command teacher is a black box: its speed is the wall-clock rate of translating the first test
+set, through the same batching the seq-KD step uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from ..data.mt_data import load_test_sets
+from ..distill.cache import TextCache
+from ..distill.translate import load_teacher_translator, mt_student_dir, teacher_kind
+from ..io_utils import atomic_write_json, atomic_write_text
+from ..models.translators import Seq2SeqTranslator, Translator
+from .mt_metrics import translation_scores
+from .run_eval import machine_info
+from .size_speed import count_parameters, disk_mb, measure_speed
+
+log = logging.getLogger(__name__)
+
+SPEED_BATCH = 32
+BLACK_BOX_TIMED = 500
+
+
+def translate_cached(cfg: RunConfig, translator: Translator, sources: list[str], beam: int, *,
+                     progress: bool, desc: str) -> list[str]:
+    """Test-set translations of a fixed model are cached like seq-KD ones (a slow teacher is slow once)."""
+    cache = TextCache(Path(cfg.cache_dir) / "translations")
+    key = cache.key(translator.fingerprint(), sources, {"beam": beam, "max_length": cfg.mt.max_length})
+    return cache.get_texts(key, len(sources), lambda a, b: translator.translate(
+        sources[a:b], beam=beam, batch_size=cfg.mt.eval_batch_size), description=desc, progress=progress)
+
+
+def seq2seq_speed(translator: Seq2SeqTranslator, sentences: list[str], *, threads: int, repeats: int,
+                  beams: tuple[int, ...] = (1, 4)) -> dict[str, float]:
+    """Sentences/s and target tokens/s at batch 32 per beam size, and the greedy batch-1 latency."""
+    pool = (sentences * (SPEED_BATCH // max(1, len(sentences)) + 1))[:SPEED_BATCH]
+    out: dict[str, float] = {}
+    special = set(translator.tokenizer.all_special_ids)
+    for beam in beams:
+        produced = {}
+
+        def run_batch(bs: int, beam=beam, produced=produced) -> None:
+            ids = translator.generate_ids(pool[:bs], beam)
+            produced[bs] = sum(int(t) not in special for t in ids.flatten())
+
+        timing = measure_speed(run_batch, batch_sizes=(1, SPEED_BATCH) if beam == 1 else (SPEED_BATCH,),
+                               threads=threads, repeats=repeats, warmup=1)
+        name = "greedy" if beam == 1 else f"beam{beam}"
+        sps = timing[f"throughput_b{SPEED_BATCH}"]
+        out[f"sentences_per_s_{name}"] = sps
+        out[f"tokens_per_s_{name}"] = sps * produced[SPEED_BATCH] / SPEED_BATCH
+        if beam == 1:
+            out["latency_ms_b1"] = timing["latency_ms_b1"]
+    return out
+
+
+def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
+    tests = load_test_sets(cfg)
+    if not tests:
+        raise ValueError("mt.eval lists no test sets; add at least one (e.g. FLORES-200 devtest)")
+    target = cfg.data.target_langs[0]
+    student_folder = mt_student_dir(cfg)
+    if not (student_folder / "config.json").is_file():
+        raise FileNotFoundError(f"no student in {student_folder}; run `xdistill distill --config ...` first")
+    models: dict[str, tuple[Translator, int]] = {
+        "student": (Seq2SeqTranslator(student_folder, max_length=cfg.mt.max_length), cfg.mt.eval_beam),
+    }
+    if cfg.distill.use_teacher:
+        models = {"teacher": (load_teacher_translator(cfg), cfg.mt.teacher_beam), **models}
+    results: dict[str, Any] = {"task": "translation", "pair": f"{cfg.data.source_lang}-{target}",
+                               "machine": machine_info(), "teacher_kind": teacher_kind(cfg), "models": {}}
+    out_dir = Path(cfg.run_dir) / "translations"
+    first = next(iter(tests.values()))
+    for name, (translator, beam) in models.items():
+        entry: dict[str, Any] = {"beam": beam, "tests": {}}
+        for test_name, pairs in tests.items():
+            sources = [p.source for p in pairs]
+            hyps = translate_cached(cfg, translator, sources, beam, progress=progress, desc=f"{name} {test_name}")
+            scores = translation_scores(hyps, [p.target for p in pairs], target)
+            entry["tests"][test_name] = {"sentences": len(pairs), **scores}
+            atomic_write_text(out_dir / f"{test_name}.{name}.txt", "\n".join(hyps) + "\n")
+            if not isinstance(translator, Seq2SeqTranslator) and pairs is first and cfg.evaluate.speed:
+                # A black box is timed end to end, uncached, on (up to) the first 500 test sentences.
+                sample = sources[:BLACK_BOX_TIMED]
+                start = time.perf_counter()
+                translator.translate(sample, beam=beam)
+                entry["sentences_per_s"] = len(sample) / max(time.perf_counter() - start, 1e-9)
+        if isinstance(translator, Seq2SeqTranslator):
+            entry.update(count_parameters(translator.model))
+            entry["disk_mb"] = disk_mb(translator.folder)
+            if cfg.evaluate.speed:
+                entry.update(seq2seq_speed(translator, [p.source for p in first],
+                                           threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats))
+                entry["sentences_per_s"] = entry[f"sentences_per_s_{'greedy' if beam == 1 else f'beam{beam}'}"] \
+                    if beam in (1, 4) else entry["sentences_per_s_greedy"]
+        results["models"][name] = entry
+    teacher = results["models"].get("teacher")
+    student = results["models"]["student"]
+    if teacher:
+        student["chrf_vs_teacher"] = {t: round(100 * student["tests"][t]["chrf"] / teacher["tests"][t]["chrf"], 1)
+                                      if teacher["tests"][t]["chrf"] else None for t in tests}
+        if teacher.get("sentences_per_s") and student.get("sentences_per_s"):
+            student["speedup"] = student["sentences_per_s"] / teacher["sentences_per_s"]
+    run_dir = Path(cfg.run_dir)
+    atomic_write_json(run_dir / "results.json", results)
+    atomic_write_text(run_dir / "report.md", translation_report(results))
+    return results
+
+
+def translation_report(results: dict[str, Any]) -> str:
+    tests = list(next(iter(results["models"].values()))["tests"])
+    lines = [f"# Translation {results['pair']}", "",
+             "| model | " + " | ".join(f"{t} BLEU | {t} chrF" for t in tests) + " | params (M) | disk MB | sent/s |",
+             "| --- | " + " | ".join("--: | --:" for _ in tests) + " | --: | --: | --: |"]
+    for name, m in results["models"].items():
+        cells = " | ".join(f"{m['tests'][t]['bleu']:.1f} | {m['tests'][t]['chrf']:.1f}" for t in tests)
+        params = f"{m['params_total'] / 1e6:.1f}" if "params_total" in m else "–"
+        disk = f"{m['disk_mb']:.0f}" if "disk_mb" in m else "–"
+        sps = f"{m['sentences_per_s']:.1f}" if m.get("sentences_per_s") else "–"
+        lines.append(f"| {name} (beam {m['beam']}) | {cells} | {params} | {disk} | {sps} |")
+    first = next(iter(results["models"].values()))["tests"][tests[0]]
+    lines += ["", f"BLEU: `{first['bleu_signature']}`  ", f"chrF: `{first['chrf_signature']}`", ""]
+    return "\n".join(lines)
+

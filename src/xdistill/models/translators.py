@@ -1,0 +1,150 @@
+"""Translation teachers and students behind one interface: ``translate(texts) -> list[str]``.
+
+- ``Seq2SeqTranslator``: any local Hugging Face seq2seq folder (Marian, a model xdistill trained,
+  a distilled student), batched ``generate`` with a configurable beam.
+- ``CommandTranslator``: a black box, a shell command reading source lines on stdin and writing one
+  translation per line on stdout (``apertium -u eng-spa``, or a script around an API or an LLM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import XdistillError
+
+
+class Translator(Protocol):
+    name: str
+
+    def translate(self, texts: Sequence[str], *, beam: int = 1, batch_size: int = 32, progress: bool = False,
+                  desc: str = "translate") -> list[str]: ...
+
+    def fingerprint(self) -> str: ...
+
+
+def one_line(text: str) -> str:
+    """Line-based teachers get one line per input: inner newlines and runs of blanks become one space."""
+    return " ".join(text.split())
+
+
+class Seq2SeqTranslator:
+    def __init__(self, folder: str | Path, *, max_length: int = 128, model=None, tokenizer=None):
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        self.folder = Path(folder)
+        if model is None:
+            if not (self.folder / "config.json").is_file():
+                raise XdistillError(f"{self.folder}: not a Hugging Face model folder (no config.json)")
+            try:
+                model = AutoModelForSeq2SeqLM.from_pretrained(self.folder)
+            except ValueError as exc:
+                raise XdistillError(
+                    f"{self.folder} is not a translation (seq2seq) model: {exc}; give a folder that "
+                    "AutoModelForSeq2SeqLM loads (e.g. a Marian model or an xdistill translation student)"
+                ) from exc
+        self.model = model.eval()
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.folder)
+        self.max_length = max_length
+        self.name = self.folder.name
+
+    def fingerprint(self) -> str:
+        from ..distill.cache import fingerprint_folder
+
+        return fingerprint_folder(self.folder)
+
+    def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                              max_length=self.max_length)
+
+    @torch.inference_mode()
+    def generate_ids(self, texts: Sequence[str], beam: int = 1) -> torch.Tensor:
+        batch = self.encode(texts)
+        return self.model.generate(**batch, num_beams=beam, max_length=self.max_length, do_sample=False)
+
+    def translate(self, texts: Sequence[str], *, beam: int = 1, batch_size: int = 32, progress: bool = False,
+                  desc: str = "translate") -> list[str]:
+        # Longest first: similar lengths share a batch (less padding) and a memory problem shows at once.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: list[str] = [""] * len(texts)
+        bar = tqdm(total=len(texts), desc=desc, disable=not progress, unit="sent")
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            ids = self.generate_ids([texts[i] for i in idx], beam)
+            for i, text in zip(idx, self.tokenizer.batch_decode(ids, skip_special_tokens=True)):
+                out[i] = text.strip()
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+
+class CommandTranslator:
+    """A shell command as a teacher: batches of lines on stdin, the same number of lines back.
+
+    Each call gets ``batch_size`` lines and ``timeout_s`` seconds; a failure, a hang or a reply
+    with the wrong number of lines stops the run with an error that names the batch's lines.
+    """
+
+    def __init__(self, command: str, *, batch_size: int = 256, timeout_s: float = 300.0):
+        self.command = command
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.name = command.split()[0] if command.split() else "command"
+
+    def fingerprint(self) -> str:
+        # A black box has no weights to hash: its command line stands for it (edit the command,
+        # e.g. add a version flag, to get fresh translations).
+        return hashlib.sha256(f"command:{self.command}".encode()).hexdigest()
+
+    def translate(self, texts: Sequence[str], *, beam: int = 1, batch_size: int | None = None,
+                  progress: bool = False, desc: str = "translate") -> list[str]:
+        size = self.batch_size  # the command's own batch size: callers' GPU-sized batches do not apply
+        out: list[str] = []
+        bar = tqdm(total=len(texts), desc=desc, disable=not progress, unit="sent")
+        for start in range(0, len(texts), size):
+            batch = [one_line(t) for t in texts[start:start + size]]
+            out.extend(self._run(batch, start))
+            bar.update(len(batch))
+        bar.close()
+        return out
+
+    def _run(self, lines: list[str], start: int) -> list[str]:
+        where = f"teacher.command {self.command!r} on input lines {start + 1}-{start + len(lines)}"
+        try:
+            proc = subprocess.run(self.command, shell=True, input=("\n".join(lines) + "\n").encode("utf-8"),
+                                  capture_output=True, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise XdistillError(f"{where}: no answer within {self.timeout_s:g} s; raise mt.command_timeout_s "
+                                "or lower mt.command_batch_size") from None
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            hint = " (command not found: install it or fix teacher.command)" if proc.returncode == 127 else ""
+            raise XdistillError(f"{where}: exited with code {proc.returncode}{hint}; stderr: "
+                                f"{' | '.join(err[-3:]) or '(empty)'}")
+        try:
+            text = proc.stdout.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise XdistillError(f"{where}: wrote bytes that are not UTF-8 (offset {exc.start}); make the "
+                                "command write UTF-8") from None
+        if text.endswith("\n"):
+            text = text[:-1]
+        # Split on "\n" only: str.splitlines would also split on U+2028 etc. inside a translation.
+        got = [one_line(line) for line in text.split("\n")] if text or lines == [""] else []
+        if len(got) != len(lines):
+            raise XdistillError(f"{where}: sent {len(lines)} lines, got {len(got)} back; the command must write "
+                                "exactly one line per input line, in order")
+        return got
+
+
+def load_translator(path: str | None = None, command: str | None = None, *, max_length: int = 128,
+                    batch_size: int = 256, timeout_s: float = 300.0) -> Translator:
+    if command:
+        return CommandTranslator(command, batch_size=batch_size, timeout_s=timeout_s)
+    if not path:
+        raise XdistillError("no translation teacher: set teacher.path (a seq2seq folder) or teacher.command")
+    return Seq2SeqTranslator(path, max_length=max_length)

@@ -1,0 +1,241 @@
+"""Translation distillation: black-box / trained teachers, seq-KD cache, word-level KD, evaluation, CLI.
+
+The black-box teacher is a stand-in script (a word-for-word "translator" into a made-up language),
+so no Apertium is needed; its references come from the same mapping, so the teacher's own chrF on
+the test set must be exactly 100.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from xdistill.config import ConfigError, from_dict, RunConfig
+from xdistill.errors import XdistillError
+from xdistill.losses.word_kd import WordKDLoss
+from xdistill.models.translators import CommandTranslator
+
+from conftest import write_config
+
+WORDS = "the a cat dog sees likes big small red house car man woman eats fish bread and runs".split()
+
+TRANSLATOR = r'''
+import sys
+if len(sys.argv) > 1:  # count the calls
+    open(sys.argv[1], "a").write("x")
+for line in sys.stdin:
+    words = line.split()
+    sys.stdout.write(" ".join(w[::-1] + "o" for w in words) + "\n")
+    sys.stdout.flush()
+'''
+
+
+def fake_translate(sentence: str) -> str:
+    return " ".join(w[::-1] + "o" for w in sentence.split())
+
+
+def _sentences(rng: random.Random, n: int) -> list[str]:
+    out = []
+    while len(out) < n:
+        s = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 7)))
+        if s not in out:
+            out.append(s)
+    return out
+
+
+@pytest.fixture
+def mt_data(tmp_path: Path) -> dict:
+    rng = random.Random(0)
+    sents = _sentences(rng, 420)
+    train, mono, test = sents[:200], sents[200:360], sents[360:]
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "train.tsv").write_text("".join(f"{s}\t{fake_translate(s)}\n" for s in train + test[:5]), encoding="utf-8")
+    (d / "mono.txt").write_text("\n".join(mono) + "\n", encoding="utf-8")
+    (d / "test.en").write_text("\n".join(test) + "\n", encoding="utf-8")
+    (d / "test.xx").write_text("\n".join(fake_translate(s) for s in test) + "\n", encoding="utf-8")
+    script = tmp_path / "translator.py"
+    script.write_text(TRANSLATOR, encoding="utf-8")
+    return {"dir": d, "command": f"{sys.executable} {script}", "test": test}
+
+
+def mt_raw(tmp_path: Path, mt_data: dict, **teacher) -> dict:
+    tiny = {"encoder_layers": 1, "decoder_layers": 1, "d_model": 32, "ffn_size": 64, "heads": 2, "dropout": 0.0}
+    return {
+        "name": "tiny-mt",
+        "task": "translation",
+        "run_dir": str(tmp_path / "run"),
+        "cache_dir": str(tmp_path / "cache"),
+        "data": {"dir": str(mt_data["dir"]), "source_lang": "en", "target_langs": ["xx"],
+                 "parallel": [{"path": "train.tsv", "lang": "xx"}]},
+        "teacher": teacher or {"command": mt_data["command"]},
+        "mt": {"monolingual": [{"path": "mono.txt"}],
+               "eval": [{"path": "test.en", "target_path": "test.xx", "lang": "xx", "name": "toy"}],
+               "dev_pairs": 20, "vocab_size": 120, "max_length": 24, "teacher_beam": 1, "eval_beam": 2,
+               "command_batch_size": 64, "student": tiny, "teacher_model": {**tiny, "d_model": 48}},
+        "train": {"epochs": 2, "batch_size": 16, "lr": 3e-3, "warmup_ratio": 0.1},
+        "evaluate": {"repeats": 1, "speed": False},
+    }
+
+
+def _config(raw: dict) -> RunConfig:
+    return from_dict(RunConfig, raw, source="test")
+
+
+# --- the black-box teacher ------------------------------------------------------------------------
+
+
+def test_command_translator_batches_and_keeps_order(mt_data):
+    teacher = CommandTranslator(mt_data["command"], batch_size=7)
+    sources = mt_data["test"][:20] + ["two\nlines  here"]
+    assert teacher.translate(sources) == [fake_translate(s) for s in sources]
+
+
+@pytest.mark.parametrize("script, message", [
+    ("import sys; lines = sys.stdin.read().splitlines(); print('\\n'.join(lines[:-1]))", r"sent 3 lines, got 2 back"),
+    ("import sys; sys.stderr.write('no model loaded'); sys.exit(3)", r"exited with code 3.*no model loaded"),
+    ("import time; time.sleep(5)", r"no answer within 0.5 s; raise mt.command_timeout_s"),
+    ("import sys; sys.stdout.buffer.write(b'\\xff\\n\\n\\n')", r"not UTF-8"),
+])
+def test_command_translator_failures_name_the_lines_and_the_fix(tmp_path, script, message):
+    path = tmp_path / "bad.py"
+    path.write_text(script, encoding="utf-8")
+    teacher = CommandTranslator(f"{sys.executable} {path}", batch_size=3, timeout_s=0.5)
+    with pytest.raises(XdistillError, match=message) as info:
+        teacher.translate(["a", "b", "c", "d"])
+    assert "input lines 1-3" in str(info.value)
+
+
+def test_missing_command_says_so():
+    with pytest.raises(XdistillError, match="command not found"):
+        CommandTranslator("xdistill-no-such-translator-cmd").translate(["a"])
+
+
+# --- losses ---------------------------------------------------------------------------------------
+
+
+def test_word_kd_loss_matches_a_hand_computed_value():
+    # One sentence, two target positions (the second is padding), vocabulary of 2.
+    student = torch.tensor([[[0.0, 0.0], [5.0, -5.0]]])
+    teacher = torch.tensor([[[0.0, torch.log(torch.tensor(3.0))], [0.0, 0.0]]])  # p_t = (1/4, 3/4)
+    labels = torch.tensor([[1, -100]])
+    parts = WordKDLoss(weight=0.5, temperature=1.0)(student, labels, teacher)
+    ce = torch.log(torch.tensor(2.0))  # -log 1/2
+    kd = 0.25 * torch.log(torch.tensor(0.5)) + 0.75 * torch.log(torch.tensor(1.5))  # KL((1/4,3/4) || (1/2,1/2))
+    assert parts["ce"].item() == pytest.approx(ce.item(), abs=1e-6)
+    assert parts["word_kd"].item() == pytest.approx(kd.item(), abs=1e-6)
+    assert parts["loss"].item() == pytest.approx(0.5 * ce.item() + 0.5 * kd.item(), abs=1e-6)
+    with pytest.raises(ValueError, match="shared vocabulary"):
+        WordKDLoss(weight=0.5)(student, labels, teacher[..., :1])
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": {"target_langs": ["xx", "yy"]}}, r"exactly one language"),
+    ({"teacher": {"command": "cat", "path": "somewhere"}}, r"both set"),
+    ({"mt": {"word_kd_weight": 0.5}}, r"needs a white-box teacher"),
+    ({"mt": {"eval": [{"path": "test.en", "target_path": "test.xx", "lang": "es"}]}}, r"has lang 'es' but the run translates en -> xx"),
+    ({"train": {"select_metric": "macro_f1"}}, r"train.select_metric must be chrf or bleu"),
+])
+def test_translation_config_errors_name_the_flag(tmp_path, mt_data, change, message):
+    raw = mt_raw(tmp_path, mt_data)
+    for section, values in change.items():
+        raw[section] = {**raw[section], **values}
+    with pytest.raises(ConfigError, match=message):
+        _config(raw)
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+
+def test_seqkd_from_a_black_box_teacher_end_to_end(tmp_path, mt_data, monkeypatch):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from xdistill.pipeline import run_all
+
+    calls = tmp_path / "calls.txt"
+    raw = mt_raw(tmp_path, mt_data, command=f"{mt_data['command']} {calls}")
+    raw["evaluate"]["speed"] = True
+    results = run_all(_config(raw), progress=False, echo=lambda _: None)
+
+    teacher, student = results["models"]["teacher"], results["models"]["student"]
+    assert teacher["tests"]["toy"]["chrf"] == 100.0  # the references come from the teacher's own mapping
+    assert 0.0 <= student["tests"]["toy"]["chrf"] <= 100.0
+    assert "tok:13a" in student["tests"]["toy"]["bleu_signature"]
+    for key in ("params_total", "disk_mb", "sentences_per_s_greedy", "tokens_per_s_beam4", "latency_ms_b1"):
+        assert student[key] > 0
+    assert teacher["sentences_per_s"] > 0 and "params_total" not in teacher
+
+    folder = Path(raw["run_dir"]) / "student"
+    model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.pad_token_id == len(tokenizer) - 1  # CTranslate2's Marian converter wants pad last
+    assert model.config.decoder_start_token_id == tokenizer.pad_token_id
+    info = json.loads((folder / "xdistill_model.json").read_text())
+    # 5 training pairs are test sentences: decontamination drops them.
+    assert info["data"]["decontamination"]["dropped_pairs"] == 5
+    assert info["made_with"]["seqkd"]["sources"] == 180 + 160  # train minus dev, plus monolingual
+    assert (Path(raw["run_dir"]) / "translations" / "toy.student.txt").is_file()
+
+    # A second student (other size) reuses the cached teacher translations: no new seq-KD calls.
+    before = calls.read_text()
+    raw["mt"]["student"]["d_model"] = 16
+    raw["mt"]["student"]["heads"] = 1
+    run_all(_config(raw), progress=False, echo=lambda _: None)
+    seqkd_calls = len(calls.read_text()) - len(before)
+    assert seqkd_calls == 1  # only the uncached speed timing of the black box on the test set
+
+
+def test_trained_teacher_then_word_and_sequence_kd(tmp_path, mt_data):
+    from xdistill.pipeline import run_all
+
+    raw = mt_raw(tmp_path, mt_data, train={"epochs": 2, "batch_size": 16, "lr": 3e-3})
+    raw["mt"]["word_kd_weight"] = 0.5
+    results = run_all(_config(raw), progress=False, echo=lambda _: None)
+    run = Path(raw["run_dir"])
+    assert (run / "teacher" / "config.json").is_file()
+    records = [json.loads(line) for line in (run / "student-logs" / "metrics.jsonl").read_text().splitlines()]
+    assert any("word_kd" in r for r in records if r["type"] == "train")
+    assert any("dev/chrf" in r for r in records if r["type"] == "eval")
+    assert set(results["models"]) == {"teacher", "student"}
+    assert results["models"]["teacher"]["params_total"] > results["models"]["student"]["params_total"]
+
+
+def test_reference_only_student_needs_no_teacher(tmp_path, mt_data):
+    from xdistill.pipeline import run_all
+
+    raw = mt_raw(tmp_path, mt_data)
+    raw["distill"] = {"use_teacher": False}
+    results = run_all(_config(raw), progress=False, echo=lambda _: None)
+    assert set(results["models"]) == {"student"}
+
+
+def test_translate_cli_keeps_line_alignment(tmp_path, mt_data):
+    from xdistill.models.seq2seq import build_marian, save_translator, train_tokenizer
+    from xdistill.config import Seq2SeqArchConfig
+
+    tok = train_tokenizer(mt_data["test"] + [fake_translate(s) for s in mt_data["test"]], 100, 32)
+    model = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 32)
+    folder = save_translator(model, tok, tmp_path / "m", {})
+    proc = subprocess.run([sys.executable, "-m", "xdistill", "-q", "translate", "--model", str(folder), "--beam", "2"],
+                          input="the cat\n\nthe dog runs\n", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+
+
+def test_translate_cli_rejects_a_classifier_folder(tmp_path):
+    from xdistill.models.tiny import create_random_encoder
+
+    folder = create_random_encoder(tmp_path / "enc", ["a small text", "another one"])
+    proc = subprocess.run([sys.executable, "-m", "xdistill", "translate", "--model", str(folder)],
+                          input="a\n", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "not a translation (seq2seq) model" in proc.stderr and "Traceback" not in proc.stderr
