@@ -132,6 +132,63 @@ def translate(
 
 
 @app.command()
+def export(
+    model_dir: Path = typer.Argument(..., help="A trained model folder (a run's student/ or teacher/)."),
+    format_: str = typer.Option(..., "--format", "-f", help="onnx (classifiers, sentence encoders) or ctranslate2 (translation)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export to (replaced only if every check passes)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (dynamic quantization)."),
+    eval_config: Optional[Path] = typer.Option(None, "--eval-config", help="Run config whose dev data gates the export."),
+    max_drop: float = typer.Option(0.5, "--max-drop", min=0.0, help="Allowed loss in accuracy / chrF points."),
+) -> None:
+    """Export for serving, with a parity check against PyTorch and, with --eval-config, an accuracy gate."""
+    from .export.exporter import export_model
+
+    result = export_model(model_dir, format_, out, quantize=quantize, eval_config=eval_config, max_drop=max_drop)
+    typer.echo(f"exported {result.kind} model to {result.folder} ({result.format}"
+               f"{', ' + result.quantize if result.quantize else ''}, {result.disk_mb:.1f} MB)")
+    typer.echo(f"parity: {result.parity}")
+    if result.gate:
+        g = result.gate
+        typer.echo(f"accuracy gate: {g['metric']} {g['reference']:.2f} -> {g['exported']:.2f} "
+                   f"(drop {g['drop']:.2f} <= {g['max_drop']:g}): passed")
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="A model folder, PyTorch or exported."),
+    input_: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL with a \"text\" field per line (default: stdin)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSONL to write (default: stdout)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per batch."),
+    beam: int = typer.Option(4, "--beam", min=1, help="Beam size (translation models)."),
+) -> None:
+    """Classify, embed or translate each JSONL record's "text"; writes the record plus the prediction."""
+    from .export.runtime import load_model
+    from .predict import predict_jsonl
+
+    model = load_model(model_dir)
+    source = str(input_) if input_ else "<stdin>"
+    raw = input_.read_bytes() if input_ else sys.stdin.buffer.read()
+    predict_jsonl(model, raw, source, output, batch_size=batch_size, beam=beam, progress=_state["progress"])
+
+
+@app.command()
+def serve(
+    model_dir: Path = typer.Argument(..., help="A model folder, PyTorch or exported."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback only)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most texts per request."),
+    max_chars: int = typer.Option(2000, "--max-chars", min=1, help="Longest text accepted, in characters."),
+) -> None:
+    """Serve the model over HTTP (FastAPI): /v1/classify | /v1/embed | /v1/translate, /healthz, /docs."""
+    import uvicorn
+
+    from .serve import create_app
+
+    uvicorn.run(create_app(model_dir, max_batch=max_batch, max_chars=max_chars), host=host, port=port,
+                log_level="warning")
+
+
+@app.command()
 def distill(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt) -> None:
     """Distil a small student for the target languages (saved to RUN_DIR/student)."""
     from .pipeline import run_stage
@@ -245,6 +302,36 @@ def bench_mt(
     out = out or Path("bench/results") / ("mt-quick.json" if quick else "mt.json")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"), pairs=pair,
                             quick=quick, progress=_state["progress"], echo=typer.echo)
+    typer.echo(markdown_table(results))
+    typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
+
+
+@bench_app.command("export")
+def bench_export(
+    data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding marc/ and flores200/."),
+    quick: bool = typer.Option(False, "--quick", help="1,000 test reviews per language, 10 s load test."),
+    marc_student: Path = typer.Option(Path("runs/bench-marc/full/binary/student-unsupervised/seed13/student"),
+                                      "--marc-student", help="The classifier to export (default: bench marc's)."),
+    marc_teacher: Path = typer.Option(Path("runs/bench-marc/full/binary/teacher-run/teacher"), "--marc-teacher",
+                                      help="Its teacher (for the disk-size ratio)."),
+    mt: Optional[list[str]] = typer.Option(None, "--mt", help="PAIR=FOLDER of a translation student, e.g. en-es=runs/x/student."),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/export[-quick].json)."),
+    work_dir: Path = typer.Option(Path("runs/bench-export"), "--work-dir", help="Where the exports are written."),
+) -> None:
+    """fp32 vs ONNX vs ONNX int8 (vs CTranslate2 int8): accuracy, size, speed; and a load test of serve."""
+    from .bench.docs import write_benchmarks_md
+    from .bench.export import markdown_table, run_benchmark
+
+    students = {}
+    for item in mt or []:
+        pair, sep, folder = item.partition("=")
+        if not sep or pair not in ("en-es", "en-zh"):
+            raise XdistillError(f"--mt {item!r}: expected en-es=FOLDER or en-zh=FOLDER")
+        students[pair] = Path(folder)
+    out = out or Path("bench/results") / ("export-quick.json" if quick else "export.json")
+    results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir, marc_student=marc_student,
+                            marc_teacher=marc_teacher, mt_students=students, quick=quick,
+                            seconds=10.0 if quick else 30.0, echo=typer.echo)
     typer.echo(markdown_table(results))
     typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
 

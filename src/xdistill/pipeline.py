@@ -108,7 +108,10 @@ def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
     write_resolved_config(cfg)
-    return TASK_STAGES[cfg.task](cfg, stage, progress=progress, echo=echo)
+    result = TASK_STAGES[cfg.task](cfg, stage, progress=progress, echo=echo)
+    if stage in ("student", "evaluate"):
+        write_student_card(cfg, result if stage == "evaluate" else None)
+    return result
 
 
 def _run_classification_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
@@ -203,6 +206,30 @@ TASK_STAGES: dict[str, Callable[..., Any]] = {
     "embedding": _run_embedding_stage,
     "translation": _run_translation_stage,
 }
+
+
+def student_folder(cfg: RunConfig) -> Path:
+    if cfg.task == "embedding":
+        from .distill.embed import embed_student_dir
+
+        return embed_student_dir(cfg)
+    if cfg.task == "translation":
+        from .distill.translate import mt_student_dir
+
+        return mt_student_dir(cfg)
+    from .distill.classify import student_dir
+
+    return student_dir(cfg)
+
+
+def write_student_card(cfg: RunConfig, results: dict[str, Any] | None = None) -> None:
+    """The student's README.md model card (refreshed with the results after evaluation)."""
+    from .model_card import write_model_card
+    from .export.runtime import read_info
+
+    folder = student_folder(cfg)
+    if (folder / "config.json").is_file():
+        write_model_card(folder, read_info(folder), config=cfg.to_dict(), results=results)
 
 
 def run_all(cfg: RunConfig, *, force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> Any:

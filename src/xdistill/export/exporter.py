@@ -1,0 +1,268 @@
+"""Export a trained model for serving: ONNX (classifiers, sentence encoders) or CTranslate2
+(translation), optionally int8, each checked against the PyTorch model before it is kept.
+
+Two checks, both run on the exported folder through the same loader ``predict`` and ``serve`` use:
+
+- **parity** on sample inputs: max |Δ logits| (classifier), min cosine (encoder), share of identical
+  greedy translations (translator). An fp32 export that misses its tolerance is broken and fails;
+  an int8 export is expected to differ, so its parity is reported and the accuracy gate judges it.
+- **accuracy gate** (``--eval-config``): the metric on the config's dev data — accuracy for a
+  classifier (mean over the dev languages), retrieval accuracy for an encoder, chrF for a
+  translator. Losing more than ``max_drop`` points fails the export and says by how much. Int8
+  can wreck multilingual MiniLM-like models, which is why the gate exists.
+
+The export is written to a temporary folder and renamed at the end: a failed check or a kill
+leaves any earlier export at ``out`` as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ModelError, XdistillError
+from ..io_utils import atomic_dir, atomic_write_json
+from .runtime import MODEL_INFO, LoadedModel, detect_kind, load_model
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": ("classifier", "sentence-encoder"), "ctranslate2": ("translation",)}
+# fp32 tolerances: what float reordering between runtimes explains; beyond them the export is wrong.
+FP32_MAX_ABS_LOGIT_DIFF = 1e-3
+FP32_MIN_COSINE = 0.9999
+FP32_MIN_IDENTICAL = 0.95
+SAMPLE_TEXTS = [
+    "This product is great, I use it every day.",
+    "Terrible quality, it broke after two days.",
+    "Es un buen producto, lo recomiendo.",
+    "La calidad es mala y llegó tarde.",
+    "质量很好，非常满意。",
+    "太差了，不推荐购买。",
+    "The cat sleeps on the sofa.",
+    "It is okay.",
+]
+
+
+class ExportCheckFailed(XdistillError):
+    """An export failed its parity check or accuracy gate; nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    folder: str
+    kind: str
+    format: str
+    quantize: str | None
+    parity: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] | None = None
+    disk_mb: float = 0.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: str | None = None,
+                 eval_config: str | Path | None = None, max_drop: float = 0.5,
+                 sample_texts: Sequence[str] | None = None, threads: int = 2) -> ExportResult:
+    start = time.perf_counter()
+    model_dir, out = Path(model_dir), Path(out)
+    kind, src_format, info = detect_kind(model_dir)
+    if src_format != "pytorch":
+        raise ModelError(f"{model_dir} is already a {src_format} export; export from the PyTorch folder")
+    if fmt not in FORMATS:
+        raise ModelError(f"unknown export format {fmt!r}; choose onnx (classifiers, encoders) or ctranslate2 (translation)")
+    if kind not in FORMATS[fmt]:
+        other = "ctranslate2" if kind == "translation" else "onnx"
+        raise ModelError(f"{model_dir} is a {kind} model; --format {fmt} is for {', '.join(FORMATS[fmt])} "
+                         f"models: use --format {other}")
+    if quantize not in (None, "int8"):
+        raise ModelError(f"--quantize {quantize!r} is not supported; use int8 or leave it out")
+    if out.resolve() == model_dir.resolve():
+        raise ModelError("--out must differ from the model folder (the export would replace the original)")
+    reference = load_model(model_dir, threads=threads)
+    samples = list(sample_texts or _dev_samples(eval_config, kind) or SAMPLE_TEXTS)
+    with atomic_dir(out) as tmp:
+        if fmt == "onnx":
+            _export_onnx(reference, tmp, quantize)
+        else:
+            _export_ct2(model_dir, reference, tmp, quantize)
+        reference.tokenizer.save_pretrained(tmp)
+        exported_info = {**info, "format": fmt, "quantize": quantize, "exported_from": str(model_dir),
+                         **({"onnx_file": "model.onnx"} if fmt == "onnx" else {})}
+        atomic_write_json(tmp / MODEL_INFO, exported_info)
+        exported = load_model(tmp, threads=threads)
+        parity = check_parity(reference, exported, samples)
+        tolerance_ok = parity.pop("ok")
+        if quantize is None and not tolerance_ok:
+            raise ExportCheckFailed(f"{fmt} export of {model_dir} does not match the PyTorch model: {parity}; "
+                                    "this is a bug in the export, please report it")
+        gate = None
+        if eval_config is not None:
+            gate = accuracy_gate(reference, exported, eval_config, max_drop)
+            if not gate["passed"]:
+                raise ExportCheckFailed(
+                    f"{fmt}{'-' + quantize if quantize else ''} export loses {gate['drop']:.2f} {gate['metric']} points on "
+                    f"the dev data of {eval_config} ({gate['reference']:.2f} -> {gate['exported']:.2f}), more than "
+                    f"the allowed {max_drop:g}; keep fp32, or raise --max-drop if that loss is acceptable")
+        from ..model_card import write_model_card
+
+        write_model_card(tmp, exported_info, export={"format": fmt, "quantize": quantize, "parity": parity,
+                                                     "gate": gate})
+    from ..evaluate.size_speed import disk_mb
+
+    return ExportResult(folder=str(out), kind=kind, format=fmt, quantize=quantize, parity=parity, gate=gate,
+                        disk_mb=disk_mb(out), seconds=time.perf_counter() - start)
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+
+
+class _OutputOnly(torch.nn.Module):
+    """The model's one serving output (logits or the sentence embedding) as a plain tensor."""
+
+    def __init__(self, model: torch.nn.Module, output: str):
+        super().__init__()
+        self.model, self.output = model, output
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask)[self.output]
+
+
+def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> None:
+    output = "logits" if reference.kind == "classifier" else "embedding"
+    module = _OutputOnly(reference.backend, output).eval()
+    enc = reference.tokenizer(["a short example", "a second, somewhat longer example text"], padding=True,
+                              return_tensors="pt")
+    path = folder / "model.onnx"
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about Python-side branches in HF code (mask padding, SDPA's is_causal);
+        # they take the same branch for every input here, and the parity check would catch it if not.
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter: the torch.export-based one needs onnxscript and fixed-rank
+        # dynamic shapes for these HF models; this one handles them and onnxruntime runs the result.
+        torch.onnx.export(
+            module, (enc["input_ids"], enc["attention_mask"]), str(path), dynamo=False,
+            input_names=["input_ids", "attention_mask"], output_names=[output], opset_version=17,
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                          output: {0: "batch"}},
+        )
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        fp32 = folder / "model.fp32.onnx"
+        path.rename(fp32)
+        # Dynamic quantization: int8 weights, activations quantized on the fly (no calibration data).
+        root = logging.getLogger()
+        was_disabled = root.disabled
+        root.disabled = True  # quantize_dynamic logs generic "pre-process first" advice at WARNING
+        try:
+            quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+        finally:
+            root.disabled = was_disabled
+        fp32.unlink()
+
+
+# -- CTranslate2 ----------------------------------------------------------------------------------
+
+
+def _export_ct2(model_dir: Path, reference: LoadedModel, folder: Path, quantize: str | None) -> None:
+    import ctranslate2
+
+    converter = ctranslate2.converters.TransformersConverter(str(model_dir))
+    converter.convert(str(folder), quantization=quantize or "float32", force=True)
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def check_parity(reference: LoadedModel, exported: LoadedModel, texts: Sequence[str]) -> dict[str, Any]:
+    if reference.kind == "classifier":
+        a, b = reference.logits(texts), exported.logits(texts)
+        diff = float(np.abs(a - b).max())
+        same = float((a.argmax(-1) == b.argmax(-1)).mean())
+        return {"max_abs_logit_diff": diff, "same_label_rate": same, "samples": len(texts),
+                "ok": diff <= FP32_MAX_ABS_LOGIT_DIFF}
+    if reference.kind == "sentence-encoder":
+        a, b = reference.embed(texts), exported.embed(texts)
+        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+        return {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), "samples": len(texts),
+                "ok": float(cos.min()) >= FP32_MIN_COSINE}
+    a = reference.translate(texts, beam=1)
+    b = exported.translate(texts, beam=1)
+    rate = float(np.mean([x == y for x, y in zip(a, b)])) if texts else 1.0
+    return {"identical_greedy_rate": rate, "samples": len(texts), "ok": rate >= FP32_MIN_IDENTICAL}
+
+
+def _dev_samples(eval_config: str | Path | None, kind: str, limit: int = 64) -> list[str]:
+    if eval_config is None:
+        return []
+    data = dev_data(eval_config, kind)
+    return [text for text in data["texts"]][:limit]
+
+
+def dev_data(eval_config: str | Path, kind: str) -> dict[str, Any]:
+    """The dev examples of a run config, in the shape the gate needs for ``kind``."""
+    from ..config import load_config
+
+    cfg = load_config(eval_config)
+    if kind == "classifier":
+        from ..data.splits import load_dev, text_pairs
+
+        dev = load_dev(cfg)
+        if not dev:
+            raise XdistillError(f"{eval_config}: data.dev is empty; the accuracy gate needs dev files")
+        return {"by_lang": {lang: (ex, text_pairs(ex)) for lang, ex in dev.items()},
+                "texts": [e.text for ex in dev.values() for e in ex]}
+    if kind == "sentence-encoder":
+        from ..data.embed_data import load_retrieval_sets
+
+        sets = load_retrieval_sets(cfg)
+        if not sets:
+            raise XdistillError(f"{eval_config}: embed.eval_retrieval is empty; the accuracy gate needs a retrieval set")
+        return {"sets": sets, "texts": [p.source for pairs in sets.values() for p in pairs]}
+    from ..data.mt_data import load_mt_data
+
+    data = load_mt_data(cfg)
+    if not data.dev:
+        raise XdistillError(f"{eval_config}: no dev pairs (mt.dev_pairs is 0); the accuracy gate needs some")
+    return {"pairs": data.dev, "target": cfg.data.target_langs[0], "texts": [p.source for p in data.dev]}
+
+
+def model_metric(model: LoadedModel, data: dict[str, Any]) -> tuple[str, float]:
+    if model.kind == "classifier":
+        accs = []
+        for examples, pairs in data["by_lang"].values():
+            pred = model.logits([e.text for e in examples], pairs).argmax(-1)
+            accs.append(100.0 * float(np.mean(pred == np.array([e.label for e in examples]))))
+        return "accuracy", float(np.mean(accs))
+    if model.kind == "sentence-encoder":
+        from ..evaluate.embed_metrics import retrieval_accuracy
+
+        scores = []
+        for pairs in data["sets"].values():
+            src, tgt = model.embed([p.source for p in pairs]), model.embed([p.target for p in pairs])
+            scores.append(retrieval_accuracy(src, tgt))
+        return "retrieval accuracy", float(np.mean(scores))
+    from ..evaluate.mt_metrics import translation_scores
+
+    pairs = data["pairs"]
+    hyps = model.translate([p.source for p in pairs], beam=1)
+    return "chrF", translation_scores(hyps, [p.target for p in pairs], data["target"])["chrf"]
+
+
+def accuracy_gate(reference: LoadedModel, exported: LoadedModel, eval_config: str | Path, max_drop: float
+                  ) -> dict[str, Any]:
+    data = dev_data(eval_config, reference.kind)
+    metric, ref_score = model_metric(reference, data)
+    _, exp_score = model_metric(exported, data)
+    drop = ref_score - exp_score
+    return {"metric": metric, "reference": ref_score, "exported": exp_score, "drop": drop, "max_drop": max_drop,
+            "passed": drop <= max_drop}

@@ -1,0 +1,182 @@
+"""Export (ONNX, CTranslate2, int8) with parity and accuracy gates; predict; serve; model cards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from xdistill.errors import ModelError
+from xdistill.export import exporter
+from xdistill.export.exporter import ExportCheckFailed, export_model
+from xdistill.export.runtime import load_model
+
+TEXTS = ["a good phone", "bad battery life", "muy bueno", "很好", "it works", "never again", "ok", "great value"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    from xdistill.config import Seq2SeqArchConfig
+    from xdistill.models.classifier import EncoderClassifier, load_encoder
+    from xdistill.models.sentence import SentenceEncoder, save_sentence_encoder
+    from xdistill.models.seq2seq import build_marian, save_translator, train_tokenizer
+    from xdistill.models.tiny import create_random_encoder
+
+    root = tmp_path_factory.mktemp("models")
+    enc = create_random_encoder(root / "enc", TEXTS * 10)
+    tokenizer = AutoTokenizer.from_pretrained(enc)
+    classifier = EncoderClassifier(load_encoder(enc), ["negative", "positive"], max_length=32).eval()
+    clf = classifier.save(root / "classifier", tokenizer)
+    sentence = save_sentence_encoder(SentenceEncoder(load_encoder(enc), normalize=True, max_length=32).eval(),
+                                     tokenizer, root / "encoder")
+    tok = train_tokenizer(TEXTS * 5 + ["un buen teléfono", "mala batería"] * 5, 100, 24)
+    marian = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=32, ffn_size=64, heads=2),
+                          tok, 24)
+    mt = save_translator(marian.eval(), tok, root / "translator", {"source_lang": "en", "target_lang": "es",
+                                                                    "max_length": 24})
+    return {"classifier": clf, "encoder": sentence, "translator": mt}
+
+
+def test_onnx_classifier_export_matches_pytorch_and_carries_everything(models, tmp_path):
+    result = export_model(models["classifier"], "onnx", tmp_path / "onnx")
+    assert result.parity["max_abs_logit_diff"] <= 1e-3 and result.parity["same_label_rate"] == 1.0
+    folder = Path(result.folder)
+    assert {"model.onnx", "README.md", "xdistill_model.json", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    info = json.loads((folder / "xdistill_model.json").read_text())
+    assert info["format"] == "onnx" and info["labels"] == ["negative", "positive"]
+    exported, reference = load_model(folder), load_model(models["classifier"])
+    assert [r["label"] for r in exported.classify(TEXTS)] == [r["label"] for r in reference.classify(TEXTS)]
+    assert "Parity with the PyTorch model" in (folder / "README.md").read_text()
+
+
+def test_onnx_int8_is_smaller_and_reports_parity(models, tmp_path):
+    fp32 = export_model(models["classifier"], "onnx", tmp_path / "fp32")
+    int8 = export_model(models["classifier"], "onnx", tmp_path / "int8", quantize="int8")
+    # (a tiny model is mostly graph overhead; on real students int8 weights are ~4x smaller)
+    assert (tmp_path / "int8" / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size
+    assert "max_abs_logit_diff" in int8.parity and int8.quantize == "int8" and fp32.quantize is None
+
+
+def test_sentence_encoder_onnx_parity(models, tmp_path):
+    result = export_model(models["encoder"], "onnx", tmp_path / "enc-onnx")
+    assert result.parity["min_cosine"] >= 0.9999
+    vectors = load_model(tmp_path / "enc-onnx").embed(["hello", "hola"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_translator_exports_to_ctranslate2(models, tmp_path, quantize):
+    result = export_model(models["translator"], "ctranslate2", tmp_path / "ct2", quantize=quantize)
+    if quantize is None:
+        assert result.parity["identical_greedy_rate"] >= 0.95
+    exported = load_model(tmp_path / "ct2")
+    assert exported.format == "ctranslate2" and len(exported.translate(["a good phone", "ok"], beam=2)) == 2
+
+
+def test_wrong_format_for_the_model_kind_says_which_to_use(models, tmp_path):
+    with pytest.raises(ModelError, match="is a translation model; --format onnx .* use --format ctranslate2"):
+        export_model(models["translator"], "onnx", tmp_path / "x")
+    with pytest.raises(ModelError, match="use --format onnx"):
+        export_model(models["classifier"], "ctranslate2", tmp_path / "x")
+    with pytest.raises(ModelError, match="not a model xdistill can run"):
+        export_model(tmp_path, "onnx", tmp_path / "x")
+
+
+def test_accuracy_gate_fails_with_the_loss_and_keeps_the_earlier_export(models, tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    export_model(models["classifier"], "onnx", out)
+    before = (out / "model.onnx").read_bytes()
+    scores = iter([("accuracy", 80.0), ("accuracy", 78.25)])
+    monkeypatch.setattr(exporter, "dev_data", lambda config, kind: {"texts": TEXTS})
+    monkeypatch.setattr(exporter, "model_metric", lambda model, data: next(scores))
+    with pytest.raises(ExportCheckFailed, match=r"loses 1\.75 accuracy points .*80\.00 -> 78\.25.*allowed 0\.5"):
+        export_model(models["classifier"], "onnx", out, quantize="int8", eval_config="run.yaml")
+    assert (out / "model.onnx").read_bytes() == before  # the earlier export is untouched
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_accuracy_gate_on_real_dev_data_passes_for_fp32(tmp_path, tiny_config_path):
+    from xdistill.config import load_config
+    from xdistill.pipeline import run_all
+
+    cfg = load_config(tiny_config_path)
+    run_all(cfg, progress=False, echo=lambda _: None)
+    student = Path(cfg.run_dir) / "student"
+    assert "## Training data and licences" in (student / "README.md").read_text()
+    result = export_model(student, "onnx", tmp_path / "gated", eval_config=tiny_config_path)
+    assert result.gate["passed"] and abs(result.gate["drop"]) < 1e-6 and result.gate["metric"] == "accuracy"
+
+
+# --- predict ----------------------------------------------------------------------------------------
+
+
+def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xdistill", "-q", *args], input=stdin, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_predict_jsonl_for_each_kind(models, tmp_path):
+    records = [{"text": "a good phone", "id": 1}, {"text": "mala batería", "id": 2}]
+    stdin = "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n\n"
+    out = _cli("predict", str(models["classifier"]), stdin=stdin)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["id"] for r in rows] == [1, 2] and all(r["label"] in ("negative", "positive") for r in rows)
+    path = tmp_path / "in.jsonl"
+    path.write_text(stdin, encoding="utf-8")
+    out = _cli("predict", str(models["translator"]), "--input", str(path), "--output", str(tmp_path / "out.jsonl"))
+    assert out.returncode == 0, out.stderr
+    assert all("translation" in json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines())
+
+
+def test_predict_bad_line_names_the_line_and_writes_nothing(models, tmp_path):
+    out_file = tmp_path / "out.jsonl"
+    out_file.write_text("earlier results\n")
+    out = _cli("predict", str(models["classifier"]), "--output", str(out_file), stdin='{"text": "ok"}\n{"txt": 1}\n')
+    assert out.returncode == 2
+    assert "<stdin>, line 2" in out.stderr and '"text" field' in out.stderr and "Traceback" not in out.stderr
+    assert out_file.read_text() == "earlier results\n"
+
+
+# --- serve ------------------------------------------------------------------------------------------
+
+
+def test_serve_classifier_routes_and_limits(models):
+    from fastapi.testclient import TestClient
+
+    from xdistill.serve import create_app
+
+    client = TestClient(create_app(models["classifier"], max_batch=4, max_chars=50))
+    assert client.get("/healthz").json()["kind"] == "classifier"
+    ok = client.post("/v1/classify", json={"texts": ["a good phone", "bad"]})
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 2
+    assert set(ok.json()["results"][0]["scores"]) == {"negative", "positive"}
+    too_many = client.post("/v1/classify", json={"texts": ["x"] * 5})
+    assert too_many.status_code == 413 and "limit is 4" in too_many.json()["detail"]
+    too_long = client.post("/v1/classify", json={"texts": ["x" * 51]})
+    assert too_long.status_code == 413 and "texts[0] has 51 characters" in too_long.json()["detail"]
+    for bad in ({}, {"texts": []}, {"texts": "not a list"}, {"texts": [1, 2]}):
+        assert client.post("/v1/classify", json=bad).status_code == 422
+    bad_json = client.post("/v1/classify", content=b"\xff not json", headers={"content-type": "application/json"})
+    assert bad_json.status_code in (400, 422)
+    assert client.post("/v1/translate", json={"texts": ["a"]}).status_code == 404  # not a translator
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_serve_embed_and_translate(models, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from xdistill.serve import create_app
+
+    enc = TestClient(create_app(models["encoder"]))
+    body = enc.post("/v1/embed", json={"texts": ["hello", "hola"]}).json()
+    assert body["dim"] == len(body["embeddings"][0])
+    export_model(models["translator"], "ctranslate2", tmp_path / "ct2", quantize="int8")
+    mt = TestClient(create_app(tmp_path / "ct2"))
+    assert len(mt.post("/v1/translate", json={"texts": ["ok", "a good phone"], "beam": 2}).json()["translations"]) == 2
+    assert mt.post("/v1/translate", json={"texts": ["ok"], "beam": 0}).status_code == 422
