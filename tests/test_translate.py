@@ -238,4 +238,5 @@ def test_translate_cli_rejects_a_classifier_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xdistill", "translate", "--model", str(folder)],
                           input="a\n", capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "not a translation (seq2seq) model" in proc.stderr and "Traceback" not in proc.stderr
+    assert "is an xdistill encoder model, not a translation (seq2seq) model" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -33,6 +33,15 @@ _state = {"debug": False, "progress": True}
 ConfigOpt = typer.Option(..., "--config", "-c", help="YAML recipe (one file = one run).")
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set distill.temperature=4 (repeatable).")
 ForceOpt = typer.Option(False, "--force", help="Redo the stage even if it is already done for these settings.")
+ResumeOpt = typer.Option("never", "--resume", help="auto: continue the newest complete checkpoint of an interrupted run; never: start over.")
+
+
+def _set_resume(resume: str) -> None:
+    if resume not in ("auto", "never"):
+        raise XdistillError(f"--resume {resume!r}: use auto or never")
+    from .distill.fit import RESUME
+
+    RESUME.set(resume == "auto")
 
 
 def _version(value: bool) -> None:
@@ -80,18 +89,22 @@ def models_import(
 
 
 @teacher_app.command("train")
-def teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt) -> None:
+def teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
+                  resume: str = ResumeOpt) -> None:
     """Fine-tune the teacher on the source-language labels (saved to RUN_DIR/teacher)."""
     from .pipeline import run_stage
 
+    _set_resume(resume)
     run_stage(_load(config, set_), "teacher", force=force, progress=_state["progress"], echo=typer.echo)
 
 
 @mt_teacher_app.command("train")
-def translate_teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt) -> None:
+def translate_teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
+                            resume: str = ResumeOpt) -> None:
     """Train the Marian-style translation teacher of mt.teacher_model on data.parallel (RUN_DIR/teacher)."""
     from .pipeline import run_stage
 
+    _set_resume(resume)
     cfg = _load(config, set_)
     if cfg.task != "translation":
         raise XdistillError(f"{config} has task {cfg.task!r}; translate-teacher is for task: translation "
@@ -189,10 +202,12 @@ def serve(
 
 
 @app.command()
-def distill(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt) -> None:
+def distill(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
+            resume: str = ResumeOpt) -> None:
     """Distil a small student for the target languages (saved to RUN_DIR/student)."""
     from .pipeline import run_stage
 
+    _set_resume(resume)
     cfg = _load(config, set_)
     _require_teacher(cfg)
     run_stage(cfg, "student", force=force, progress=_state["progress"], echo=typer.echo)
@@ -211,10 +226,12 @@ def run(
     config: Path = typer.Argument(..., help="YAML recipe (one file = one run)."),
     set_: Optional[list[str]] = SetOpt,
     force: bool = typer.Option(False, "--force", help="Redo every stage."),
+    resume: str = ResumeOpt,
 ) -> None:
     """All stages (teacher, student, evaluate), skipping those already done for these settings."""
     from .pipeline import run_all
 
+    _set_resume(resume)
     run_all(_load(config, set_), force=force, progress=_state["progress"], echo=typer.echo)
 
 

@@ -132,8 +132,16 @@ class TrainConfig:
     log_every: int = 10
     group_by_length: bool = True
     seed: int | None = None
+    # Resume: a checkpoint (model, optimizer, scheduler, RNG states, data position) is written at
+    # every epoch end and, with this set, every N optimizer steps; `--resume auto` continues from it.
+    checkpoint_every: int | None = None
+    # torch.use_deterministic_algorithms: same seed + same machine -> the same weights bit for bit,
+    # at some speed cost (CPU kernels are mostly deterministic already; GPUs lose more).
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
+        _check(self.checkpoint_every is None or self.checkpoint_every > 0,
+               f"train.checkpoint_every must be > 0 or null, got {self.checkpoint_every}")
         _check(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
         _check(self.batch_size > 0, f"train.batch_size must be > 0, got {self.batch_size}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
@@ -567,7 +575,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, teacher:, ...)")
     for item in overrides or []:
         apply_override(raw, item, path)
-    return from_dict(RunConfig, raw, source=str(path))
+    try:
+        return from_dict(RunConfig, raw, source=str(path))
+    except ConfigError as exc:
+        # A value that came from --set is wrong there, not in the file: say so.
+        for item in overrides or []:
+            key = item.partition("=")[0].strip()
+            if str(exc).startswith(key + " ") or f" {key} " in str(exc):
+                raise ConfigError(f"{exc} (the value comes from --set {item})") from None
+        raise
 
 
 def apply_override(raw: dict, item: str, source: str | Path) -> None:

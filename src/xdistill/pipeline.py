@@ -42,11 +42,18 @@ MT_STAGE_SECTIONS = {"teacher": ("mt.teacher_model", "mt.max_length", "mt.dev_pa
                      "student": ("mt",)}
 
 
+# Keys added after runs already existed, with their defaults: they hash only when set otherwise,
+# so those runs keep their hashes (and are not redone just because xdistill learned an option).
+_ADDED_TRAIN_KEYS = {"checkpoint_every": None, "deterministic": False}
+
+
 def _drop_unset_additions(full: dict[str, Any]) -> None:
-    # Keys added after runs already existed hash only when set, so those runs keep their hashes
-    # (and are not redone just because xdistill learned a new option).
     if full["teacher"].get("command") is None:
         full["teacher"].pop("command", None)
+    for train in (full["train"], full["teacher"]["train"]):
+        for key, default in _ADDED_TRAIN_KEYS.items():
+            if train.get(key, default) == default:
+                train.pop(key, None)
     for par in full["data"]["parallel"]:
         if par.get("name") is None:
             par.pop("name", None)
@@ -90,6 +97,10 @@ def stage_done(cfg: RunConfig, stage: str) -> bool:
 
 
 def _mark_done(cfg: RunConfig, stage: str, summary: dict[str, Any]) -> None:
+    from .distributed import is_main
+
+    if not is_main():
+        return
     atomic_write_json(_marker(cfg, stage), {"hash": stage_hash(cfg, stage), **summary})
 
 
@@ -107,11 +118,24 @@ def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool
         return None
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    write_resolved_config(cfg)
-    result = TASK_STAGES[cfg.task](cfg, stage, progress=progress, echo=echo)
-    if stage in ("student", "evaluate"):
-        write_student_card(cfg, result if stage == "evaluate" else None)
+    from .distributed import barrier, is_main
+
+    # Several processes (torchrun): all of them train (fit() shards the batches); only the main
+    # one writes run files and evaluates, the others wait for it at the end of every stage.
+    main = is_main()
+    if main:
+        write_resolved_config(cfg)
+    result = None
+    if main or stage != "evaluate":
+        result = TASK_STAGES[cfg.task](cfg, stage, progress=progress, echo=echo if main else _silent)
+        if main and stage in ("student", "evaluate"):
+            write_student_card(cfg, result if stage == "evaluate" else None)
+    barrier()
     return result
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def _run_classification_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:

@@ -81,6 +81,17 @@ class TeacherCache:
         rows = self.chunk_rows
         starts = list(range(0, n_rows, rows))
         missing = [s for s in starts if not self._chunk_ok(folder, s, min(s + rows, n_rows))]
+        from ..distributed import barrier, rank, world_size
+
+        # Several processes: each computes its share of the missing chunks, then all read all.
+        world = world_size()
+        if world > 1:
+            mine = missing[rank()::world]
+            for start in mine:
+                end = min(start + rows, n_rows)
+                self._write_chunk(folder, start, end, compute(start, end))
+            barrier()
+            missing = [s for s in starts if not self._chunk_ok(folder, s, min(s + rows, n_rows))]
         if missing:
             done = len(starts) - len(missing)
             log.info("%s: computing %d rows (%d of %d chunks cached)", description, n_rows, done, len(starts))

@@ -98,8 +98,8 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     evaluator = DevEvaluator(dev, tokenizer, model.text_prefix, tcfg.max_length, cfg) if dev else None
     out = teacher_dir(cfg)
 
-    def step(batch: dict) -> dict[str, torch.Tensor]:
-        logits = model(batch["input_ids"], batch["attention_mask"])["logits"]
+    def step(batch: dict, trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        logits = trained(batch["input_ids"], batch["attention_mask"])["logits"]
         return loss_fn(logits, None, batch["labels"])
 
     return fit(
@@ -239,8 +239,8 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     embedding_loss = EmbeddingMSELoss(student.hidden_size, teacher.hidden_size) if d.embedding_weight > 0 else None
     extra = [m for m in (hidden_loss, embedding_loss) if m is not None]
 
-    def step(batch: dict) -> dict[str, torch.Tensor]:
-        out = student(batch["input_ids"], batch["attention_mask"],
+    def step(batch: dict, trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        out = trained(batch["input_ids"], batch["attention_mask"],
                       output_hidden_states=hidden_loss is not None, output_attentions=attention_loss is not None)
         parts = soft(out["logits"], batch.get("teacher_logits"), batch["labels"])
         total = parts["loss"]

@@ -183,13 +183,13 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     weight = cfg.embed.ranking_weight
     ranking = TranslationRankingLoss(cfg.embed.ranking_scale) if weight > 0 else None
 
-    def step(batch: dict) -> dict[str, torch.Tensor]:
-        src = student(batch["input_ids"], batch["attention_mask"])["embedding"]
+    def step(batch: dict, trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        src = trained(batch["input_ids"], batch["attention_mask"])["embedding"]
         rows = batch.get("pair_rows")
         if rows is None:  # monolingual text only
             mse, tgt = mse_loss(src, batch["teacher"])["loss"], None
         else:
-            tgt = student(batch["target_input_ids"], batch["target_attention_mask"])["embedding"]
+            tgt = trained(batch["target_input_ids"], batch["target_attention_mask"])["embedding"]
             # Both sides of a pair are trained onto the teacher's embedding of the English side.
             mse = mse_loss(torch.cat([src, tgt]), torch.cat([batch["teacher"], batch["teacher"][rows]]))["loss"]
         if ranking is None:

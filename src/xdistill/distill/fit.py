@@ -7,9 +7,11 @@ sets, best-checkpoint selection, tqdm progress and ``metrics.jsonl``.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,8 +26,14 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from ..config import TrainConfig
+from ..io_utils import atomic_write_text
+from .checkpoint import CheckpointDir, ResumableBatches, ShardedBatches, ShuffledBatches
 
 log = logging.getLogger(__name__)
+
+# `--resume auto` sets this for the whole command, so every fit() in it continues its checkpoints
+# (a flag, not a config key: resuming must not change a run's settings hash).
+RESUME: contextvars.ContextVar[bool] = contextvars.ContextVar("xdistill_resume", default=False)
 
 # Metrics where lower is better; everything else (accuracy, F1, agreement) is maximised.
 LOWER_IS_BETTER = {"mae", "loss", "mse"}
@@ -92,7 +100,7 @@ def fit(
     model: nn.Module,
     train_data: Dataset,
     collate_fn: Callable[[list], dict],
-    step_fn: Callable[[dict], dict[str, torch.Tensor]],
+    step_fn: Callable[[dict, nn.Module], dict[str, torch.Tensor]],
     *,
     cfg: TrainConfig,
     seed: int,
@@ -105,32 +113,55 @@ def fit(
     lengths: Sequence[int] | None = None,
     progress: bool = True,
     desc: str = "train",
+    resume: bool | None = None,
 ) -> FitResult:
     """Train ``model`` (and any loss modules with parameters, e.g. projections) on ``train_data``.
 
-    ``evaluate_fn`` returns flat metrics like ``{"en/accuracy": 91.2}``; after every epoch the
-    model is evaluated and, when ``select_key`` improves, ``save_fn`` saves it. Without a dev set
-    the last model is saved. ``also_select`` maps a name to (metric key, save function) for
-    further selections, e.g. a copy chosen on target-language dev sets. With ``lengths`` (tokens per example) and ``train.group_by_length``,
+    ``step_fn(batch, model)`` returns ``{"loss": ..., part: ...}``; it must run the student through
+    the ``model`` it is given (under several processes that is the DDP-wrapped student, whose
+    forward synchronises gradients). ``evaluate_fn`` returns flat metrics like ``{"en/accuracy":
+    91.2}``; after every epoch the model is evaluated on the main process and, when ``select_key``
+    improves, ``save_fn`` saves it. Without a dev set the last model is saved. ``also_select`` maps
+    a name to (metric key, save function) for further selections, e.g. a copy chosen on
+    target-language dev sets. With ``lengths`` (tokens per example) and ``train.group_by_length``,
     batches hold examples of similar length.
+
+    Runs unchanged under ``torchrun`` / ``accelerate launch``: batches are sharded across
+    processes, only the main process writes files. A checkpoint is written at every epoch end
+    (and every ``train.checkpoint_every`` steps); with ``resume`` (default: ``--resume auto``) the
+    newest complete one is continued, and the run ends as an uninterrupted one would.
     """
+    from accelerate import Accelerator
+
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    if lengths is not None and cfg.group_by_length:
-        sampler = LengthGroupedBatches(lengths, cfg.batch_size, generator)
-        loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate_fn)
-    else:
-        loader = DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_fn,
-                            generator=generator)
-    steps_per_epoch = len(loader)
+    sampler = ResumableBatches(
+        LengthGroupedBatches(lengths, cfg.batch_size, generator) if lengths is not None and cfg.group_by_length
+        else ShuffledBatches(len(train_data), cfg.batch_size, generator))
+    steps_per_epoch = len(sampler)
     if steps_per_epoch == 0:
         raise ValueError("no training examples: check the data section of the config")
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    extra_modules = list(extra_modules)
     modules = [model, *extra_modules]
     optimizer = torch.optim.AdamW(_param_groups(modules, cfg.weight_decay), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    # Only the student (and its optimizer) is prepared: the frozen teacher never enters the
+    # engine, its outputs come from the cache. Batches are sharded by our own sampler (below),
+    # so the loader is not prepared and every rank sees the same batch order, cut by rank.
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    # The loader gets its own generator: by default each new iterator (each epoch) draws a seed
+    # from torch's global RNG, which would shift the dropout masks of a resumed run.
+    loader = DataLoader(train_data, batch_sampler=ShardedBatches(sampler, world, rank), collate_fn=collate_fn,
+                        generator=torch.Generator().manual_seed(seed))
 
     def better(key: str, score: float, best: float | None) -> bool:
         if best is None:
@@ -138,79 +169,142 @@ def fit(
         return score < best if key.rsplit("/", 1)[-1] in LOWER_IS_BETTER else score > best
 
     metrics_path = run_dir / "metrics.jsonl"
+    checkpoints = CheckpointDir(run_dir / "checkpoints")
     result = FitResult(steps=0, best_score=None, best_epoch=None)
     start_time = time.perf_counter()
     running: dict[str, float] = {}
     running_n = 0
     step = 0
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, unit="step")
+    epoch = 0
+    skip_batches = 0
+    if resume if resume is not None else RESUME.get():
+        state = checkpoints.newest()
+        if state is not None:
+            step, epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
+            checkpoints.restore(state, model, extra_modules, optimizer, scheduler, sampler)
+            result.best_score, result.best_epoch = state["best_score"], state["best_epoch"]
+            result.also_best = state["also_best"]
+            running, running_n = state["running"], state["running_n"]
+            result.history = _truncate_metrics(metrics_path, state["metrics_lines"]) if main else []
+            log.info("[%s] resuming from the checkpoint at step %d (epoch %d, batch %d)", desc, step, epoch,
+                     skip_batches)
+    elif main and metrics_path.exists():
+        metrics_path.unlink()  # a fresh run: old records would mix with the new ones
+    bar = tqdm(total=total_steps, initial=step, desc=desc, disable=not progress or not main, unit="step")
 
     def log_record(record: dict[str, Any]) -> None:
         result.history.append(record)
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if main:
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
 
-    def end_of_epoch(epoch: float) -> None:
+    def save_checkpoint(batch_in_epoch: int) -> None:
+        if main:
+            checkpoints.save(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, model=model,
+                             extra_modules=extra_modules, optimizer=optimizer, scheduler=scheduler, sampler=sampler,
+                             result=result, running=running, running_n=running_n,
+                             metrics_lines=len(result.history))
+        accelerator.wait_for_everyone()
+
+    def end_of_epoch(epoch_value: float) -> None:
         if evaluate_fn is None:
             return
-        model.eval()
-        with torch.inference_mode():
-            metrics = evaluate_fn()
-        model.train()
-        record = {"type": "eval", "step": step, "epoch": round(epoch, 3), **{f"dev/{k}": v for k, v in metrics.items()}}
-        score = metrics.get(select_key) if select_key else None
-        improved = score is not None and better(select_key, score, result.best_score)
-        if improved:
-            result.best_score, result.best_epoch = score, round(epoch, 3)
-            if save_fn is not None:
-                save_fn()
-        for name, (key, save_other) in (also_select or {}).items():
-            other = metrics.get(key)
-            if other is not None and better(key, other, result.also_best.get(name, {}).get("score")):
-                result.also_best[name] = {"score": other, "epoch": round(epoch, 3)}
-                save_other()
-        record["best"] = bool(improved)
-        log_record(record)
-        # Percentages read well with 2 decimals; an embedding MSE (~1e-3) needs significant digits.
-        shown = "n/a" if score is None else f"{score:.2f}" if abs(score) >= 0.1 or score == 0 else f"{score:.3g}"
-        bar.write(f"[{desc}] epoch {epoch:.2f}: dev {select_key} = {shown}" + (" (best, saved)" if improved else ""))
+        if main:
+            model.eval()
+            with torch.inference_mode():
+                metrics = evaluate_fn()
+            model.train()
+            record = {"type": "eval", "step": step, "epoch": round(epoch_value, 3),
+                      **{f"dev/{k}": v for k, v in metrics.items()}}
+            score = metrics.get(select_key) if select_key else None
+            improved = score is not None and better(select_key, score, result.best_score)
+            if improved:
+                result.best_score, result.best_epoch = score, round(epoch_value, 3)
+                if save_fn is not None:
+                    save_fn()
+            for name, (key, save_other) in (also_select or {}).items():
+                other = metrics.get(key)
+                if other is not None and better(key, other, result.also_best.get(name, {}).get("score")):
+                    result.also_best[name] = {"score": other, "epoch": round(epoch_value, 3)}
+                    save_other()
+            record["best"] = bool(improved)
+            log_record(record)
+            # Percentages read well with 2 decimals; an embedding MSE (~1e-3) needs significant digits.
+            shown = "n/a" if score is None else f"{score:.2f}" if abs(score) >= 0.1 or score == 0 else f"{score:.3g}"
+            bar.write(f"[{desc}] epoch {epoch_value:.2f}: dev {select_key} = {shown}" + (" (best, saved)" if improved else ""))
+        accelerator.wait_for_everyone()
 
     model.train()
     for module in extra_modules:
         module.train()
-    epoch = 0
     while step < total_steps:
+        sampler.start_epoch(epoch, skip=skip_batches)
+        batch_in_epoch = skip_batches
+        skip_batches = 0
         for batch in loader:
-            parts = step_fn(batch)
+            parts = step_fn(batch, wrapped)
             loss = parts["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at step {step}; lower train.lr or check the data"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            accelerator.backward(loss)
+            if world > 1:
+                _average_gradients(extra_modules, accelerator)
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+                accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
+            batch_in_epoch += 1
             for name, value in parts.items():
                 running[name] = running.get(name, 0.0) + float(value.detach())
             running_n += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == total_steps:
                 averaged = {k: v / running_n for k, v in running.items()}
+                if world > 1:  # every rank saw other batches: report the mean over ranks
+                    names = sorted(averaged)
+                    values = accelerator.reduce(torch.tensor([averaged[k] for k in names]), reduction="mean")
+                    averaged = dict(zip(names, values.tolist()))
                 bar.set_postfix(loss=f"{averaged['loss']:.4f}")
                 log_record({"type": "train", "step": step, "epoch": round(step / steps_per_epoch, 3),
                             "lr": scheduler.get_last_lr()[0], **averaged})
                 running, running_n = {}, 0
             if step >= total_steps:
                 break
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
+                save_checkpoint(batch_in_epoch)
         epoch += 1
         end_of_epoch(min(step / steps_per_epoch, epoch))
+        if step < total_steps:
+            save_checkpoint(0)
     bar.close()
-    if evaluate_fn is None and save_fn is not None:
+    if evaluate_fn is None and save_fn is not None and main:
         save_fn()
+    accelerator.wait_for_everyone()
+    if main:
+        checkpoints.clear()  # finished: the saved model is the result, the checkpoints are spent
     result.steps = step
     result.seconds = time.perf_counter() - start_time
     return result
+
+
+def _average_gradients(modules: list[nn.Module], accelerator) -> None:
+    # Loss modules with parameters (projections) are not DDP-wrapped: average their gradients
+    # across ranks by hand so every rank takes the same step.
+    for module in modules:
+        for param in module.parameters():
+            if param.grad is not None:
+                param.grad.copy_(accelerator.reduce(param.grad, reduction="mean"))
+
+
+def _truncate_metrics(path: Path, keep: int) -> list[dict[str, Any]]:
+    """Keep the first ``keep`` records (those the checkpoint saw); later ones are redone."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    kept = lines[:keep]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return [json.loads(line) for line in kept]

@@ -98,8 +98,8 @@ def train_seq2seq(
     if teacher is not None:
         teacher.model.eval()
 
-    def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    def step(batch: dict[str, torch.Tensor], trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        out = trained(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
         teacher_logits = None
         if teacher is not None:
             with torch.no_grad():

@@ -75,6 +75,9 @@ def resolve_random_encoder(spec: str, cache_dir: str | Path, texts: list[str], s
     size = spec[len(RANDOM_PREFIX):]
     digest = hashlib.sha256(("\n".join(texts) + f"|{size}|{seed}").encode()).hexdigest()[:12]
     folder = Path(cache_dir) / "models" / f"random-{size}-{digest}"
-    if not (folder / "config.json").is_file():
+    from ..distributed import barrier, is_main
+
+    if is_main() and not (folder / "config.json").is_file():
         create_random_encoder(folder, texts, size, seed)
+    barrier()  # the other processes use the folder the main one built
     return folder

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -41,6 +42,14 @@ class Seq2SeqTranslator:
         if model is None:
             if not (self.folder / "config.json").is_file():
                 raise XdistillError(f"{self.folder}: not a Hugging Face model folder (no config.json)")
+            config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+            if not config.get("is_encoder_decoder"):
+                kind = json.loads((self.folder / "xdistill_model.json").read_text(encoding="utf-8")).get("kind") \
+                    if (self.folder / "xdistill_model.json").is_file() else None
+                raise XdistillError(
+                    f"{self.folder} is {'an xdistill ' + kind if kind else 'a ' + str(config.get('model_type'))} model, "
+                    "not a translation (seq2seq) model; give a folder that AutoModelForSeq2SeqLM loads (an xdistill "
+                    "translation student, a Marian model, ...)")
             try:
                 model = AutoModelForSeq2SeqLM.from_pretrained(self.folder)
             except ValueError as exc:
