@@ -266,7 +266,6 @@ def bench_marc(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Student-side override for every row, e.g. student.layers=[0,1]."),
 ) -> None:
     """MARC en -> es/zh: teacher, no-KD student and distilled students in all transfer settings."""
-    from .bench.docs import write_benchmarks_md
     from .bench.marc import ROWS, markdown_table, run_benchmark
 
     bad = [v for v in variant if v not in ("binary", "5class")] + [r for r in row or [] if r not in ROWS]
@@ -277,8 +276,7 @@ def bench_marc(
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work, teacher_path=teacher, seeds=seeds,
                             quick=quick, variants=variant, rows=row, progress=_state["progress"], echo=typer.echo,
                             overrides=set_ or [])
-    typer.echo(markdown_table(results))
-    typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
+    _bench_written(markdown_table(results), out)
 
 
 @bench_app.command("embed")
@@ -291,14 +289,12 @@ def bench_embed(
     e5: Path = typer.Option(Path("models/e5-small"), "--e5", help="The e5 folder: student base and reference (imported if missing)."),
 ) -> None:
     """Sentence embeddings: English-only MiniLM teacher -> en/es/zh student, against multilingual-e5-small."""
-    from .bench.docs import write_benchmarks_md
     from .bench.embed import markdown_table, run_benchmark
 
     out = out or Path("bench/results") / ("embed-quick.json" if quick else "embed.json")
     bench = run_benchmark(config=config, data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"),
                           e5_path=e5, quick=quick, progress=_state["progress"], echo=typer.echo)
-    typer.echo(markdown_table(bench))
-    typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
+    _bench_written(markdown_table(bench), out)
 
 
 @bench_app.command("mt")
@@ -310,7 +306,6 @@ def bench_mt(
     work_dir: Path = typer.Option(Path("runs/bench-mt"), "--work-dir", help="Models and caches of the runs."),
 ) -> None:
     """Translation: Apertium -> en-es student, trained teacher -> en-zh students, against reference-trained students."""
-    from .bench.docs import write_benchmarks_md
     from .bench.mt import RECIPES, markdown_table, run_benchmark
 
     bad = [p for p in pair if p not in RECIPES]
@@ -319,8 +314,7 @@ def bench_mt(
     out = out or Path("bench/results") / ("mt-quick.json" if quick else "mt.json")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"), pairs=pair,
                             quick=quick, progress=_state["progress"], echo=typer.echo)
-    typer.echo(markdown_table(results))
-    typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
+    _bench_written(markdown_table(results), out)
 
 
 @bench_app.command("export")
@@ -336,7 +330,6 @@ def bench_export(
     work_dir: Path = typer.Option(Path("runs/bench-export"), "--work-dir", help="Where the exports are written."),
 ) -> None:
     """fp32 vs ONNX vs ONNX int8 (vs CTranslate2 int8): accuracy, size, speed; and a load test of serve."""
-    from .bench.docs import write_benchmarks_md
     from .bench.export import markdown_table, run_benchmark
 
     students = {}
@@ -349,7 +342,13 @@ def bench_export(
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir, marc_student=marc_student,
                             marc_teacher=marc_teacher, mt_students=students, quick=quick,
                             seconds=10.0 if quick else 30.0, echo=typer.echo)
-    typer.echo(markdown_table(results))
+    _bench_written(markdown_table(results), out)
+
+
+def _bench_written(table: str, out: Path) -> None:
+    from .bench.docs import write_benchmarks_md
+
+    typer.echo(table)
     typer.echo(f"wrote {out} and {write_benchmarks_md(out.parent, Path('docs/benchmarks.md'))}")
 
 

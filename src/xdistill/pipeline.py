@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -127,7 +128,7 @@ def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool
         write_resolved_config(cfg)
     result = None
     if main or stage != "evaluate":
-        result = TASK_STAGES[cfg.task](cfg, stage, progress=progress, echo=echo if main else _silent)
+        result = _run_task_stage(cfg, stage, progress=progress, echo=echo if main else _silent)
         if main and stage in ("student", "evaluate"):
             write_student_card(cfg, result if stage == "evaluate" else None)
     barrier()
@@ -138,112 +139,101 @@ def _silent(_: str) -> None:
     pass
 
 
-def _run_classification_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
-    """The stages of a classification run (fine-tune teacher, distil, evaluate)."""
-    from .distill.classify import distill_student, teacher_dir, train_teacher
+@dataclass(frozen=True)
+class Recipe:
+    """What one task plugs into the shared stages: how to train its teacher (or why there is nothing
+    to train), distil its student, evaluate, and where the student lives."""
+
+    given_teacher: Callable[[RunConfig], str | None]  # a message when the teacher is used as it is
+    train_teacher: Callable[..., Any]
+    teacher_dir: Callable[[RunConfig], Path]
+    distill: Callable[..., Any]
+    student_dir: Callable[[RunConfig], Path]
+    evaluate: Callable[..., dict[str, Any]]
+    table: Callable[[dict[str, Any]], str]
+    dev_label: Callable[[RunConfig], str]
+
+
+def _classification() -> Recipe:
+    from .distill.classify import distill_student, student_dir, teacher_dir, train_teacher
     from .evaluate.report import comparison_table
     from .evaluate.run_eval import evaluate_run
 
-    if stage == "teacher":
-        if not cfg.teacher.finetune:
-            echo(f"[teacher] teacher.finetune is false: using {teacher_dir(cfg)} as it is")
-            _mark_done(cfg, stage, {"skipped": True})
-            return None
-        result = train_teacher(cfg, progress=progress)
-        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
-        echo(f"[teacher] saved to {teacher_dir(cfg)} (best dev {_fmt(result.best_score)}, {result.seconds:.0f} s)")
-        return result
-    if stage == "student":
-        result = distill_student(cfg, progress=progress)
-        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
-        echo(f"[student] saved to {Path(cfg.run_dir) / 'student'} (best dev {_fmt(result.best_score)}, "
-             f"{result.seconds:.0f} s)")
-        return result
-    if stage == "evaluate":
-        results = evaluate_run(cfg, progress=progress)
-        _mark_done(cfg, stage, {})
-        echo(comparison_table(results))
-        echo(f"[evaluate] report: {Path(cfg.run_dir) / 'report.md'}")
-        return results
-    raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    return Recipe(
+        given_teacher=lambda cfg: None if cfg.teacher.finetune else
+        f"teacher.finetune is false: using {teacher_dir(cfg)} as it is",
+        train_teacher=train_teacher, teacher_dir=teacher_dir, distill=distill_student, student_dir=student_dir,
+        evaluate=evaluate_run, table=comparison_table, dev_label=lambda cfg: "",
+    )
 
 
-def _run_embedding_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
-    """The stages of a sentence-embedding run (``task: embedding``)."""
+def _embedding() -> Recipe:
     from .distill.embed import distill_embedding, embed_student_dir
     from .evaluate.embed_eval import evaluate_embedding_run
     from .evaluate.embed_report import embedding_tables
 
-    if stage == "teacher":
+    return Recipe(
         # The teacher's embeddings are the target as they are: there is nothing to fine-tune.
-        echo(f"[teacher] task is 'embedding': {cfg.teacher.path} is used as it is (nothing to fine-tune)")
-        _mark_done(cfg, stage, {"skipped": True})
-        return None
-    if stage == "student":
-        result = distill_embedding(cfg, progress=progress)
-        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
-        echo(f"[student] saved to {embed_student_dir(cfg)} (best dev MSE {_fmt(result.best_score, '.3g')}, "
-             f"{result.seconds:.0f} s)")
-        return result
-    if stage == "evaluate":
-        results = evaluate_embedding_run(cfg, progress=progress)
-        _mark_done(cfg, stage, {})
-        echo(embedding_tables(results))
-        echo(f"[evaluate] report: {Path(cfg.run_dir) / 'report.md'}")
-        return results
-    raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        given_teacher=lambda cfg: f"task is 'embedding': {cfg.teacher.path} is used as it is (nothing to fine-tune)",
+        train_teacher=lambda cfg, **kw: None, teacher_dir=lambda cfg: Path(cfg.teacher.path),
+        distill=distill_embedding, student_dir=embed_student_dir, evaluate=evaluate_embedding_run,
+        table=embedding_tables, dev_label=lambda cfg: "MSE ",
+    )
 
 
-def _run_translation_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
-    """The stages of a translation run (``task: translation``)."""
+def _translation() -> Recipe:
     from .distill.translate import (distill_translation, mt_student_dir, mt_teacher_dir, teacher_kind,
                                     train_translation_teacher)
     from .evaluate.mt_eval import evaluate_translation_run, translation_report
 
-    if stage == "teacher":
+    def given(cfg: RunConfig) -> str | None:
         kind = teacher_kind(cfg)
-        if kind != "trained":
-            what = cfg.teacher.command if kind == "command" else cfg.teacher.path
-            echo(f"[teacher] the teacher is given ({kind}: {what}); nothing to train")
+        what = cfg.teacher.command if kind == "command" else cfg.teacher.path
+        return None if kind == "trained" else f"the teacher is given ({kind}: {what}); nothing to train"
+
+    return Recipe(
+        given_teacher=given, train_teacher=train_translation_teacher, teacher_dir=mt_teacher_dir,
+        distill=distill_translation, student_dir=mt_student_dir, evaluate=evaluate_translation_run,
+        table=translation_report, dev_label=lambda cfg: f"{cfg.train.select_metric} ",
+    )
+
+
+RECIPES: dict[str, Callable[[], Recipe]] = {
+    "classification": _classification,
+    "embedding": _embedding,
+    "translation": _translation,
+}
+
+
+def _run_task_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
+    recipe = RECIPES[cfg.task]()
+    if stage == "teacher":
+        message = recipe.given_teacher(cfg)
+        if message is not None:
+            echo(f"[teacher] {message}")
             _mark_done(cfg, stage, {"skipped": True})
             return None
-        result = train_translation_teacher(cfg, progress=progress)
+        result = recipe.train_teacher(cfg, progress=progress)
         _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
-        echo(f"[teacher] saved to {mt_teacher_dir(cfg)} (best dev {cfg.teacher.train.select_metric} "
-             f"{_fmt(result.best_score)}, {result.seconds:.0f} s)")
+        echo(f"[teacher] saved to {recipe.teacher_dir(cfg)} (best dev {_fmt(result.best_score)}, "
+             f"{result.seconds:.0f} s)")
         return result
     if stage == "student":
-        result = distill_translation(cfg, progress=progress)
+        result = recipe.distill(cfg, progress=progress)
         _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
-        echo(f"[student] saved to {mt_student_dir(cfg)} (best dev {cfg.train.select_metric} "
-             f"{_fmt(result.best_score)}, {result.seconds:.0f} s)")
+        spec = ".3g" if cfg.task == "embedding" else ".2f"
+        echo(f"[student] saved to {recipe.student_dir(cfg)} (best dev {recipe.dev_label(cfg)}"
+             f"{_fmt(result.best_score, spec)}, {result.seconds:.0f} s)")
         return result
-    results = evaluate_translation_run(cfg, progress=progress)
+    results = recipe.evaluate(cfg, progress=progress)
     _mark_done(cfg, stage, {})
-    echo(translation_report(results))
+    echo(recipe.table(results))
     echo(f"[evaluate] report: {Path(cfg.run_dir) / 'report.md'}")
     return results
 
 
-TASK_STAGES: dict[str, Callable[..., Any]] = {
-    "classification": _run_classification_stage,
-    "embedding": _run_embedding_stage,
-    "translation": _run_translation_stage,
-}
-
-
 def student_folder(cfg: RunConfig) -> Path:
-    if cfg.task == "embedding":
-        from .distill.embed import embed_student_dir
-
-        return embed_student_dir(cfg)
-    if cfg.task == "translation":
-        from .distill.translate import mt_student_dir
-
-        return mt_student_dir(cfg)
-    from .distill.classify import student_dir
-
-    return student_dir(cfg)
+    return RECIPES[cfg.task]().student_dir(cfg)
 
 
 def write_student_card(cfg: RunConfig, results: dict[str, Any] | None = None) -> None:

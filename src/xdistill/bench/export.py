@@ -34,7 +34,7 @@ from ..evaluate.run_eval import machine_info
 from ..evaluate.size_speed import disk_mb, measure_speed
 from ..export.exporter import export_model
 from ..export.runtime import LoadedModel, load_model
-from ..io_utils import atomic_write_json
+from ..io_utils import atomic_write_json, atomic_write_text
 
 TARGETS = {"int8_max_loss_points": 0.5, "int8_disk_vs_teacher": 1 / 15, "int8_speedup_vs_fp32": 2.0}
 
@@ -47,7 +47,7 @@ def _marc_config(data_dir: Path, work_dir: Path, quick: bool) -> tuple[Any, Path
     raw["data"]["max_dev"] = 300 if quick else None
     path = work_dir / "marc-eval.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
     return _config(raw), path
 
 
