@@ -35,7 +35,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "en-zh": {"student-seqkd": {}, "student-seqkd-wordkd": {"mt": {"word_kd_weight": 0.5}},
               "student-ref": {"distill": {"use_teacher": False}}},
 }
-QUICK = {"max_pairs": 1500, "max_lines": 1000, "max_eval_pairs": 200, "epochs": 2, "teacher_epochs": 3,
+QUICK = {"max_pairs": 800, "max_lines": 500, "max_eval_pairs": 200, "epochs": 2, "teacher_epochs": 2,
          "dev_pairs": 100, "repeats": 3}
 
 
