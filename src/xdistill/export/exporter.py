@@ -136,8 +136,19 @@ class _OutputOnly(torch.nn.Module):
         return self.model(input_ids, attention_mask)[self.output]
 
 
+def _eager_attention(encoder) -> None:
+    # SDPA attention exports with extra Where/IsNaN masking ops that made the ONNX graph ~30%
+    # slower than PyTorch at batch 32 here; the eager formulation exports to plain MatMul/Softmax
+    # (same outputs within 1e-6) and runs as fast as PyTorch.
+    if hasattr(encoder, "set_attn_implementation"):
+        encoder.set_attn_implementation("eager")
+    else:
+        encoder.config._attn_implementation = "eager"
+
+
 def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> None:
     output = "logits" if reference.kind == "classifier" else "embedding"
+    _eager_attention(reference.backend.encoder)
     module = _OutputOnly(reference.backend, output).eval()
     enc = reference.tokenizer(["a short example", "a second, somewhat longer example text"], padding=True,
                               return_tensors="pt")
