@@ -213,6 +213,7 @@ def test_reference_only_student_needs_no_teacher(tmp_path, mt_data):
 
     raw = mt_raw(tmp_path, mt_data)
     raw["distill"] = {"use_teacher": False}
+    raw["mt"]["use_references"] = False  # as in the seq-KD recipe: without a teacher the references still train
     results = run_all(_config(raw), progress=False, echo=lambda _: None)
     assert set(results["models"]) == {"student"}
 

@@ -384,7 +384,9 @@ class TranslateConfig:
     dev_pairs: int = 200  # reference pairs held out for per-epoch chrF and checkpoint selection
     decontaminate: bool = True
     seqkd: bool = True  # train on the teacher's translations of every training source
-    use_references: bool = True  # also train on the reference translations of data.parallel
+    # With a teacher: also train on the reference translations of data.parallel. Without one
+    # (distill.use_teacher: false, the reference baseline) the references are the training data.
+    use_references: bool = True
     word_kd_weight: float = 0.0  # token-level KL to a white-box teacher sharing the vocabulary
     word_kd_temperature: float = 1.0
     label_smoothing: float = 0.1  # on the token cross-entropy (standard for transformer MT)
@@ -510,8 +512,6 @@ class RunConfig:
         _check(not needs_references or bool(self.data.parallel),
                "this translation run trains on references (no teacher, or a teacher xdistill trains) but "
                "data.parallel is empty; list the parallel files")
-        _check(self.distill.use_teacher or self.mt.use_references,
-               "distill.use_teacher is false and mt.use_references is false: the student has nothing to learn from")
         _check(self.mt.word_kd_weight == 0 or not self.teacher.command,
                "mt.word_kd_weight > 0 needs a white-box teacher (teacher.path or a trained one), not teacher.command")
         for flag, train in (("train", self.train), ("teacher.train", self.teacher.train)):
