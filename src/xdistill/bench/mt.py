@@ -114,7 +114,9 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
         for variant in VARIANTS[pair]:
             cfg = pair_config(pair, variant, data_dir=data_dir, work_dir=work_dir, quick=quick)
             echo(f"[{pair}] {variant}")
-            res = run_all(cfg, progress=progress, echo=echo)
+            run_all(cfg, progress=progress, echo=echo)
+            # From the run folder: a re-run skips finished stages (and returns nothing for them).
+            res = json.loads((Path(cfg.run_dir) / "results.json").read_text(encoding="utf-8"))
             if "teacher" in res["models"] and not teacher_row_done:
                 results["rows"].extend(_rows(pair, "teacher", res["models"]["teacher"]))
                 teacher_row_done = True
