@@ -88,7 +88,9 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: 
     if out.resolve() == model_dir.resolve():
         raise ModelError("--out must differ from the model folder (the export would replace the original)")
     reference = load_model(model_dir, threads=threads)
-    samples = list(sample_texts or _dev_samples(eval_config, kind) or SAMPLE_TEXTS)
+    # The dev data is read once: it gives the parity samples and the gate's measurements.
+    dev = dev_data(eval_config, kind) if eval_config is not None else None
+    samples = list(sample_texts or (dev["texts"][:64] if dev else None) or SAMPLE_TEXTS)
     with atomic_dir(out) as tmp:
         if fmt == "onnx":
             _export_onnx(reference, tmp, quantize)
@@ -106,7 +108,7 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: 
                                     "this is a bug in the export, please report it")
         gate = None
         if eval_config is not None:
-            gate = accuracy_gate(reference, exported, eval_config, max_drop)
+            gate = accuracy_gate(reference, exported, dev, max_drop)
             if not gate["passed"]:
                 raise ExportCheckFailed(
                     f"{fmt}{'-' + quantize if quantize else ''} export loses {gate['drop']:.2f} {gate['metric']} points on "
@@ -212,13 +214,6 @@ def check_parity(reference: LoadedModel, exported: LoadedModel, texts: Sequence[
     return {"identical_greedy_rate": rate, "samples": len(texts), "ok": rate >= FP32_MIN_IDENTICAL}
 
 
-def _dev_samples(eval_config: str | Path | None, kind: str, limit: int = 64) -> list[str]:
-    if eval_config is None:
-        return []
-    data = dev_data(eval_config, kind)
-    return [text for text in data["texts"]][:limit]
-
-
 def dev_data(eval_config: str | Path, kind: str) -> dict[str, Any]:
     """The dev examples of a run config, in the shape the gate needs for ``kind``."""
     from ..config import load_config
@@ -269,9 +264,8 @@ def model_metric(model: LoadedModel, data: dict[str, Any]) -> tuple[str, float]:
     return "chrF", translation_scores(hyps, [p.target for p in pairs], data["target"])["chrf"]
 
 
-def accuracy_gate(reference: LoadedModel, exported: LoadedModel, eval_config: str | Path, max_drop: float
+def accuracy_gate(reference: LoadedModel, exported: LoadedModel, data: dict[str, Any], max_drop: float
                   ) -> dict[str, Any]:
-    data = dev_data(eval_config, reference.kind)
     metric, ref_score = model_metric(reference, data)
     _, exp_score = model_metric(exported, data)
     drop = ref_score - exp_score
