@@ -241,3 +241,68 @@ def test_translate_cli_rejects_a_classifier_folder(tmp_path):
     assert proc.returncode == 2
     assert "is an xdistill encoder model, not a translation (seq2seq) model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- warm start from a pretrained encoder -------------------------------------------------------------
+
+
+def test_warm_started_encoder_reproduces_the_bert_encoder(tmp_path, mt_data):
+    from transformers import AutoModel, AutoTokenizer
+
+    from xdistill.config import Seq2SeqArchConfig
+    from xdistill.models.tiny import create_random_encoder
+    from xdistill.models.warm_start import build_warm_started
+
+    corpus = mt_data["test"] + [fake_translate(s) for s in mt_data["test"]]
+    bert_dir = create_random_encoder(tmp_path / "bert", corpus)
+    arch = Seq2SeqArchConfig(init_encoder=str(bert_dir), decoder_layer_ids=[0], freeze_encoder=True, dropout=0.0)
+    model, tokenizer = build_warm_started(arch, corpus, 32, vocab_size=1000)
+    bert, bert_tok = AutoModel.from_pretrained(bert_dir).eval(), AutoTokenizer.from_pretrained(bert_dir)
+    texts = mt_data["test"][:4]
+    with torch.no_grad():
+        want = bert(**bert_tok(texts, return_tensors="pt", padding=True)).last_hidden_state
+        got = model.eval().model.encoder(**tokenizer(texts, return_tensors="pt", padding=True)).last_hidden_state
+    assert len(tokenizer) < len(bert_tok)  # trimmed to the corpus
+    assert torch.allclose(want, got, atol=2e-3)  # only the LayerNorm eps differs (BART 1e-5, BERT 1e-12)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("model.decoder.", "final_logits")) for n in trainable)
+    assert torch.equal(model.model.decoder.layers[0].fc1.weight, bert.encoder.layer[0].intermediate.dense.weight)
+
+
+def test_warm_started_teacher_and_word_kd_student_share_the_vocabulary(tmp_path, mt_data):
+    from transformers import AutoTokenizer
+
+    from xdistill.models.tiny import create_random_encoder
+    from xdistill.pipeline import run_all
+
+    corpus = mt_data["test"] + [fake_translate(s) for s in mt_data["test"]]
+    bert_dir = str(create_random_encoder(tmp_path / "bert", corpus))
+    raw = mt_raw(tmp_path, mt_data, train={"epochs": 1, "batch_size": 16, "lr": 3e-3})
+    raw["mt"]["teacher_model"] = {"init_encoder": bert_dir, "freeze_encoder": True, "decoder_layers": 1,
+                                  "heads": 2, "ffn_size": 32}
+    raw["mt"]["student"] = {"init_encoder": bert_dir, "encoder_layer_ids": [0], "decoder_layer_ids": [0]}
+    raw["mt"]["word_kd_weight"] = 0.5
+    results = run_all(_config(raw), progress=False, echo=lambda _: None)
+    run = Path(raw["run_dir"])
+    teacher_tok, student_tok = AutoTokenizer.from_pretrained(run / "teacher"), AutoTokenizer.from_pretrained(run / "student")
+    assert teacher_tok.get_vocab() == student_tok.get_vocab()
+    assert results["models"]["teacher"]["params_total"] > results["models"]["student"]["params_total"]
+    config = json.loads((run / "student" / "config.json").read_text())
+    assert config["model_type"] == "bart" and config["encoder_layers"] == 1
+
+
+@pytest.mark.parametrize("arch, message", [
+    ({"freeze_encoder": True}, r"need init_encoder"),
+    ({"init_encoder": "BERT", "encoder_layer_ids": [7]}, r"encoder_layer_ids \[7\]: .* has layers 0\.\.3"),
+    ({"init_encoder": "nowhere"}, r"nowhere is not a model folder .* models import e5-small"),
+])
+def test_warm_start_errors_say_what_to_fix(tmp_path, mt_data, arch, message):
+    from xdistill.config import Seq2SeqArchConfig
+    from xdistill.errors import ModelError
+    from xdistill.models.tiny import create_random_encoder
+    from xdistill.models.warm_start import build_warm_started
+
+    if arch.get("init_encoder") == "BERT":
+        arch = {**arch, "init_encoder": str(create_random_encoder(tmp_path / "bert", mt_data["test"]))}
+    with pytest.raises((ConfigError, ModelError), match=message):
+        build_warm_started(Seq2SeqArchConfig(**arch), mt_data["test"], 32, vocab_size=500)

@@ -352,7 +352,15 @@ class MonolingualConfig:
 
 @dataclass
 class Seq2SeqArchConfig:
-    """A Marian-style transformer (``MarianMTModel``), built from these sizes."""
+    """A translation model: a Marian-style transformer built from these sizes (``MarianMTModel``),
+    or, with ``init_encoder``, a BART warm-started from a pretrained BERT-style encoder.
+
+    ``init_encoder``: a folder or ``package:NAME`` (e.g. ``models/e5-small``); its trimmed vocabulary,
+    embeddings and ``encoder_layer_ids`` (all when empty) become the encoder, and the sizes above
+    other than ``decoder_layers``/``heads``/``ffn_size`` come from it. ``decoder_layer_ids`` start
+    the decoder from those encoder layers (then they also set its sizes). ``freeze_encoder`` trains
+    the decoder only (the encoder and the shared embeddings stay as loaded): much cheaper per step.
+    """
 
     encoder_layers: int = 3
     decoder_layers: int = 3
@@ -361,8 +369,15 @@ class Seq2SeqArchConfig:
     heads: int = 4
     dropout: float = 0.1
     max_positions: int = 256
+    init_encoder: str = ""
+    encoder_layer_ids: list[int] = field(default_factory=list)
+    decoder_layer_ids: list[int] = field(default_factory=list)
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
+        _check(bool(self.init_encoder) or not (self.encoder_layer_ids or self.decoder_layer_ids or self.freeze_encoder),
+               "mt encoder_layer_ids / decoder_layer_ids / freeze_encoder need init_encoder (a pretrained encoder "
+               "folder such as models/e5-small)")
         for key in ("encoder_layers", "decoder_layers", "d_model", "ffn_size", "heads", "max_positions"):
             _check(getattr(self, key) > 0, f"mt model sizes must be > 0: {key} is {getattr(self, key)}")
         _check(self.d_model % self.heads == 0, f"mt d_model ({self.d_model}) must be divisible by heads ({self.heads})")

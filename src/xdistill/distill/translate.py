@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..config import RunConfig, TrainConfig
+from ..config import RunConfig, Seq2SeqArchConfig, TrainConfig
 from ..data.examples import ParallelPair
 from ..data.mt_data import MTData, load_mt_data
 from ..errors import XdistillError
@@ -28,6 +28,7 @@ from ..evaluate.mt_metrics import translation_scores
 from ..losses.word_kd import WordKDLoss
 from ..models.seq2seq import build_marian, save_translator, train_tokenizer
 from ..models.translators import CommandTranslator, Seq2SeqTranslator, Translator
+from ..models.warm_start import build_warm_started
 from .cache import TextCache
 from .fit import FitResult, fit
 
@@ -127,8 +128,7 @@ def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitRe
         raise XdistillError("this run's teacher is given (teacher.path or teacher.command); there is nothing to "
                             "train: remove both to have xdistill train one from data.parallel")
     data = load_mt_data(cfg)
-    tokenizer = train_tokenizer(_corpus(data.train), cfg.mt.vocab_size, cfg.mt.max_length)
-    model = build_marian(cfg.mt.teacher_model, tokenizer, cfg.mt.max_length)
+    model, tokenizer = build_translation_model(cfg.mt.teacher_model, _corpus(data.train), cfg, progress=progress)
     info = _info(cfg, "teacher", data, {"trained_on": "references", "pairs": len(data.train)})
     return train_seq2seq(model, tokenizer, data.train, data.dev, cfg=cfg, train_cfg=cfg.teacher.train,
                          out_dir=mt_teacher_dir(cfg), log_dir=Path(cfg.run_dir) / "teacher-logs", info=info,
@@ -171,13 +171,12 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         if not isinstance(teacher, Seq2SeqTranslator):
             raise XdistillError("mt.word_kd_weight > 0 needs a white-box teacher (a seq2seq folder)")
         word_teacher = teacher
-        tokenizer = teacher.tokenizer  # the KL compares distributions id by id: one vocabulary
         made["word_kd"] = {"weight": mt.word_kd_weight, "temperature": mt.word_kd_temperature}
-    else:
-        tokenizer = train_tokenizer(_corpus(pairs), mt.vocab_size, mt.max_length)
     if not pairs:
         raise XdistillError("mt.seqkd and mt.use_references are both off: the student has no training pairs")
-    model = build_marian(mt.student, tokenizer, mt.max_length)
+    # Word-level KD compares distributions id by id: the student takes the teacher's vocabulary.
+    model, tokenizer = build_translation_model(mt.student, _corpus(pairs), cfg, progress=progress,
+                                               tokenizer=word_teacher.tokenizer if word_teacher else None)
     log.info("student: %d training pairs (%s), %.1fM parameters", len(pairs),
              ", ".join(f"{k}={v}" for k, v in made.items() if k != "teacher"),
              sum(p.numel() for p in model.parameters()) / 1e6)
@@ -185,6 +184,17 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     return train_seq2seq(model, tokenizer, pairs, data.dev, cfg=cfg, train_cfg=cfg.train, out_dir=mt_student_dir(cfg),
                          log_dir=Path(cfg.run_dir) / "student-logs", info=info, teacher=word_teacher,
                          progress=progress, desc="student")
+
+
+def build_translation_model(arch: Seq2SeqArchConfig, corpus: list[str], cfg: RunConfig, *, tokenizer=None,
+                            progress: bool = True):
+    """``(model, tokenizer)`` for ``arch``: warm-started from ``arch.init_encoder`` (its trimmed
+    vocabulary), or a Marian-style model from scratch over a tokenizer trained on ``corpus``."""
+    if arch.init_encoder:
+        return build_warm_started(arch, corpus, cfg.mt.max_length, vocab_size=cfg.mt.vocab_size,
+                                  tokenizer=tokenizer, progress=progress)
+    tokenizer = tokenizer or train_tokenizer(corpus, cfg.mt.vocab_size, cfg.mt.max_length)
+    return build_marian(arch, tokenizer, cfg.mt.max_length), tokenizer
 
 
 def _corpus(pairs: list[ParallelPair]) -> list[str]:
