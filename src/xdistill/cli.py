@@ -304,16 +304,23 @@ def bench_mt(
     pair: list[str] = typer.Option(["en-es", "en-zh"], "--pair", help="en-es and/or en-zh (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/mt[-quick].json)."),
     work_dir: Path = typer.Option(Path("runs/bench-mt"), "--work-dir", help="Models and caches of the runs."),
+    skip: Optional[list[str]] = typer.Option(None, "--skip", help="Leave out a student row, e.g. student-seqkd-wordkd "
+                                                                  "(repeatable; a later run without it adds the row, "
+                                                                  "reusing every finished stage)."),
 ) -> None:
     """Translation: Apertium -> en-es student, trained teacher -> en-zh students, against reference-trained students."""
-    from .bench.mt import RECIPES, markdown_table, run_benchmark
+    from .bench.mt import RECIPES, VARIANTS, markdown_table, run_benchmark
 
     bad = [p for p in pair if p not in RECIPES]
     if bad:
         raise XdistillError(f"unknown --pair {bad}; choose from {', '.join(RECIPES)}")
+    known = {v for p in pair for v in VARIANTS[p]}
+    bad = [v for v in skip or [] if v not in known]
+    if bad:
+        raise XdistillError(f"unknown --skip {bad}; the rows are {', '.join(sorted(known))}")
     out = out or Path("bench/results") / ("mt-quick.json" if quick else "mt.json")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"), pairs=pair,
-                            quick=quick, progress=_state["progress"], echo=typer.echo)
+                            quick=quick, skip=skip or [], progress=_state["progress"], echo=typer.echo)
     _bench_written(markdown_table(results), out)
 
 
@@ -328,6 +335,8 @@ def bench_export(
     mt: Optional[list[str]] = typer.Option(None, "--mt", help="PAIR=FOLDER of a translation student, e.g. en-es=runs/x/student."),
     out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/export[-quick].json)."),
     work_dir: Path = typer.Option(Path("runs/bench-export"), "--work-dir", help="Where the exports are written."),
+    mt_only: bool = typer.Option(False, "--mt-only", help="Measure only the --mt students; keep the MARC rows and "
+                                                          "load test already in --out."),
 ) -> None:
     """fp32 vs ONNX vs ONNX int8 (vs CTranslate2 int8): accuracy, size, speed; and a load test of serve."""
     from .bench.export import markdown_table, run_benchmark
@@ -340,7 +349,7 @@ def bench_export(
         students[pair] = Path(folder)
     out = out or Path("bench/results") / ("export-quick.json" if quick else "export.json")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir, marc_student=marc_student,
-                            marc_teacher=marc_teacher, mt_students=students, quick=quick,
+                            marc_teacher=marc_teacher, mt_students=students, quick=quick, mt_only=mt_only,
                             seconds=10.0 if quick else 30.0, echo=typer.echo)
     _bench_written(markdown_table(results), out)
 

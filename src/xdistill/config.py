@@ -405,8 +405,8 @@ class TranslateConfig:
     word_kd_weight: float = 0.0  # token-level KL to a white-box teacher sharing the vocabulary
     word_kd_temperature: float = 1.0
     label_smoothing: float = 0.1  # on the token cross-entropy (standard for transformer MT)
-    teacher_beam: int = 4  # beam size the teacher translates with (seq-KD and its test rows)
-    eval_beam: int = 4  # beam size for the reported student scores
+    teacher_beam: int = 4  # beam size of the teacher's seq-KD translations
+    eval_beam: int = 4  # beam size for the reported test scores and speed (teacher and student)
     max_length: int = 128  # tokens, source and target
     vocab_size: int = 8000  # the student's tokenizer, trained on its training corpus (joint en+target)
     student: Seq2SeqArchConfig = field(default_factory=Seq2SeqArchConfig)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
@@ -146,9 +147,11 @@ def load_test_serve(model_dir: Path, texts: list[str], *, clients: int, seconds:
 
 def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, marc_student: Path, marc_teacher: Path,
                   mt_students: dict[str, Path], quick: bool = False, clients: int = 32, seconds: float = 30.0,
-                  echo: Callable[[str], None] = print) -> dict[str, Any]:
+                  mt_only: bool = False, echo: Callable[[str], None] = print) -> dict[str, Any]:
     from ..data.splits import load_test
 
+    if mt_only:
+        return _add_mt_rows(out, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, echo=echo)
     for path, what in ((marc_student, "MARC student"), (marc_teacher, "MARC teacher")):
         if not (path / "config.json").is_file():
             raise XdistillError(f"no {what} in {path}; run `xdistill bench marc` first or pass its folder")
@@ -172,26 +175,50 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, marc_student: Pa
         row["export"] = {"parity": res.parity, "gate": res.gate}
         results["rows"].append(row)
         atomic_write_json(out, results)
-    for pair, folder in mt_students.items():
-        from ..config import load_config
-        from ..data.mt_data import load_test_sets
-
-        mt_cfg = load_config(Path("configs") / ("mt-en-es-apertium.yaml" if pair == "en-es" else "mt-en-zh-teacher.yaml"),
-                             [f"data.dir={data_dir}"] + (["mt.max_eval_pairs=200"] if quick else []))
-        pairs = load_test_sets(mt_cfg)["flores"]
-        target = mt_cfg.data.target_langs[0]
-        echo(f"[export] {pair}: pytorch-fp32 and ct2-int8")
-        results["rows"].append(translator_row(load_model(folder), f"mt-{pair}", "pytorch-fp32", pairs, target))
-        export_model(folder, "ctranslate2", work_dir / f"mt-{pair}-ct2-int8", quantize="int8")
-        results["rows"].append(translator_row(load_model(work_dir / f"mt-{pair}-ct2-int8"), f"mt-{pair}", "ct2-int8",
-                                              pairs, target))
-        atomic_write_json(out, results)
+    _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
     echo(f"[export] serve load test: {clients} clients, {seconds:g} s")
     reviews = [e.text for exs in test.values() for e in exs][:2000]
     results["serve"] = {"model": "marc-student onnx-int8",
                         **load_test_serve(work_dir / "marc-student-onnx-int8", reviews, clients=clients, seconds=seconds)}
     results["targets"] = check_targets(results["rows"])
     results["wall_seconds"] = time.perf_counter() - start
+    atomic_write_json(out, results)
+    return results
+
+
+def _measure_mt(results: dict[str, Any], mt_students: dict[str, Path], *, data_dir: Path, work_dir: Path, quick: bool,
+                out: Path, echo: Callable[[str], None]) -> None:
+    """PyTorch fp32 vs CTranslate2 int8 rows for each translation student, on FLORES-200 devtest."""
+    from ..config import load_config
+    from ..data.mt_data import load_test_sets
+
+    for pair, folder in mt_students.items():
+        mt_cfg = load_config(Path("configs") / ("mt-en-es-apertium.yaml" if pair == "en-es" else "mt-en-zh-teacher.yaml"),
+                             [f"data.dir={data_dir}"] + (["mt.max_eval_pairs=200"] if quick else []))
+        pairs = load_test_sets(mt_cfg)["flores"]
+        target = mt_cfg.data.target_langs[0]
+        echo(f"[export] {pair}: pytorch-fp32 and ct2-int8")
+        results["rows"].append(translator_row(load_model(folder), f"mt-{pair}", "pytorch-fp32", pairs, target))
+        res = export_model(folder, "ctranslate2", work_dir / f"mt-{pair}-ct2-int8", quantize="int8")
+        row = translator_row(load_model(work_dir / f"mt-{pair}-ct2-int8"), f"mt-{pair}", "ct2-int8", pairs, target)
+        row["export"] = {"parity": res.parity}
+        results["rows"].append(row)
+        atomic_write_json(out, results)
+
+
+def _add_mt_rows(out: Path, mt_students: dict[str, Path], *, data_dir: Path, work_dir: Path, quick: bool,
+                 echo: Callable[[str], None]) -> dict[str, Any]:
+    """``--mt-only``: re-measure the translation rows of an existing results file, keep the rest."""
+    if not out.is_file():
+        raise XdistillError(f"--mt-only adds to an existing {out}; run `xdistill bench export` without it first")
+    if not mt_students:
+        raise XdistillError("--mt-only needs at least one --mt PAIR=FOLDER")
+    results = json.loads(out.read_text(encoding="utf-8"))
+    results["rows"] = [r for r in results["rows"] if r["model"] not in {f"mt-{p}" for p in mt_students}]
+    start = time.perf_counter()
+    _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
+    results["mt_wall_seconds"] = time.perf_counter() - start
+    results["targets"] = check_targets(results["rows"])
     atomic_write_json(out, results)
     return results
 

@@ -36,8 +36,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "en-zh": {"student-seqkd": {}, "student-ref": {"distill": {"use_teacher": False}},
               "student-seqkd-wordkd": {"mt": {"word_kd_weight": 0.5}}},
 }
-QUICK = {"max_pairs": 600, "max_lines": 400, "max_eval_pairs": 100, "epochs": 1, "teacher_epochs": 2,
-         "dev_pairs": 50, "repeats": 2}
+QUICK = {"max_pairs": 400, "max_lines": 300, "max_eval_pairs": 50, "epochs": 1, "teacher_epochs": 1,
+         "dev_pairs": 50, "repeats": 1, "max_length": 64}
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -65,6 +65,7 @@ def pair_config(pair: str, variant: str, *, data_dir: Path, work_dir: Path, quic
             mono["max_lines"] = QUICK["max_lines"]
         raw["mt"]["max_eval_pairs"] = QUICK["max_eval_pairs"]
         raw["mt"]["dev_pairs"] = QUICK["dev_pairs"]
+        raw["mt"]["max_length"] = QUICK["max_length"]
         raw["train"]["epochs"] = QUICK["epochs"]
         raw["teacher"].setdefault("train", {})["epochs"] = QUICK["teacher_epochs"]
         raw.setdefault("evaluate", {})["repeats"] = QUICK["repeats"]
@@ -92,14 +93,42 @@ def _rows(pair: str, name: str, model: dict[str, Any]) -> list[dict[str, Any]]:
             for test, s in model["tests"].items()]
 
 
+def ct2_int8_model(cfg: RunConfig, folder: Path, pytorch: dict[str, Any]) -> dict[str, Any]:
+    """The seq-KD student exported to CTranslate2 int8, scored and timed like the PyTorch one
+    (same test sets, beam and batch; the parameter count is the PyTorch model's)."""
+    from ..data.mt_data import load_test_sets
+    from ..distill.translate import mt_student_dir
+    from ..evaluate.mt_eval import SPEED_BATCH
+    from ..evaluate.mt_metrics import translation_scores
+    from ..evaluate.size_speed import disk_mb, measure_speed
+    from ..export.exporter import export_model
+    from ..export.runtime import load_model
+
+    export_model(mt_student_dir(cfg), "ctranslate2", folder, quantize="int8")
+    model = load_model(folder, threads=cfg.evaluate.threads)
+    beam, target = cfg.mt.eval_beam, cfg.data.target_langs[0]
+    entry: dict[str, Any] = {"beam": beam, "tests": {}, "params_total": pytorch.get("params_total"),
+                             "disk_mb": disk_mb(folder)}
+    tests = load_test_sets(cfg)
+    for name, pairs in tests.items():
+        hyps = model.translate([p.source for p in pairs], beam=beam, batch_size=cfg.mt.eval_batch_size)
+        entry["tests"][name] = {"sentences": len(pairs), **translation_scores(hyps, [p.target for p in pairs], target)}
+    first = [p.source for p in next(iter(tests.values()))]
+    pool = (first * (SPEED_BATCH // max(1, len(first)) + 1))[:SPEED_BATCH]
+    timing = measure_speed(lambda bs: model.translate(pool[:bs], beam=beam, batch_size=SPEED_BATCH),
+                           batch_sizes=(SPEED_BATCH,), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
+    entry["sentences_per_s"] = timing[f"throughput_b{SPEED_BATCH}"]
+    return entry
+
+
 def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str], quick: bool = False,
-                  progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+                  skip: list[str] = (), progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     if "en-es" in pairs and not shutil.which("apertium"):
         raise XdistillError("the en-es benchmark needs Apertium: `apt-get install apertium-eng-spa` "
                             "(or run only --pair en-zh)")
     start = time.perf_counter()
     results: dict[str, Any] = {"benchmark": "mt", "quick": quick, "machine": machine_info(), "rows": [],
-                               "data": {}, "complete": False}
+                               "data": {}, "skipped": list(skip), "complete": False}
 
     def save() -> None:
         results["wall_seconds"] = time.perf_counter() - start
@@ -112,7 +141,7 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
                 echo(f"[{pair}] training the teacher")
                 run_stage(t_cfg, "teacher", force=True, progress=progress, echo=echo)
         teacher_row_done = False
-        for variant in VARIANTS[pair]:
+        for variant in [v for v in VARIANTS[pair] if v not in skip]:
             cfg = pair_config(pair, variant, data_dir=data_dir, work_dir=work_dir, quick=quick)
             echo(f"[{pair}] {variant}")
             run_all(cfg, progress=progress, echo=echo)
@@ -125,6 +154,9 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
             if variant == "student-seqkd":
                 info = json.loads((Path(cfg.run_dir) / "student" / "xdistill_model.json").read_text())
                 results["data"][pair] = info["data"]
+                echo(f"[{pair}] {variant}: CTranslate2 int8 export")
+                ct2 = ct2_int8_model(cfg, work_dir / pair / "student-seqkd-ct2-int8", res["models"]["student"])
+                results["rows"].extend(_rows(pair, "student-seqkd-ct2-int8", ct2))
             save()
     results["complete"] = True
     save()

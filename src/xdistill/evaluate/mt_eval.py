@@ -74,7 +74,9 @@ def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[s
         "student": (Seq2SeqTranslator(student_folder, max_length=cfg.mt.max_length), cfg.mt.eval_beam),
     }
     if cfg.distill.use_teacher:
-        models = {"teacher": (load_teacher_translator(cfg), cfg.mt.teacher_beam), **models}
+        # The same beam as the student: its test rows and speed compare like with like
+        # (mt.teacher_beam is the beam of the seq-KD translations).
+        models = {"teacher": (load_teacher_translator(cfg), cfg.mt.eval_beam), **models}
     results: dict[str, Any] = {"task": "translation", "pair": f"{cfg.data.source_lang}-{target}",
                                "machine": machine_info(), "teacher_kind": teacher_kind(cfg), "models": {}}
     out_dir = Path(cfg.run_dir) / "translations"
