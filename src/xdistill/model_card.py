@@ -77,6 +77,13 @@ def model_card(info: dict[str, Any], *, config: dict[str, Any] | None = None, re
     lines.append(f"- **Task:** {KIND_TEXT.get(kind, kind)}" + (f"; labels {info['labels']}" if info.get("labels") else ""))
     if langs:
         lines.append(f"- **Languages:** {', '.join(langs)}")
+    arch = info.get("architecture") or {}
+    if arch.get("init_encoder"):
+        lines.append(f"- **Architecture:** BART warm-started from `{arch['init_encoder']}` (encoder layers "
+                     f"{arch.get('encoder_layer_ids')}, decoder started from layers {arch.get('decoder_layer_ids')}"
+                     f"{', encoder frozen' if arch.get('freeze_encoder') else ''}); vocabulary trimmed to the corpus")
+    elif arch.get("type"):
+        lines.append(f"- **Architecture:** {arch['type']}, " + ", ".join(f"{k} {v}" for k, v in arch.items() if k != "type"))
     teacher = info.get("teacher") or (info.get("made_with") or {}).get("teacher") or (config or {}).get("teacher", {}).get("path")
     if teacher:
         lines.append(f"- **Teacher:** `{teacher}`")

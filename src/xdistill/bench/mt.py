@@ -158,9 +158,39 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
                 ct2 = ct2_int8_model(cfg, work_dir / pair / "student-seqkd-ct2-int8", res["models"]["student"])
                 results["rows"].extend(_rows(pair, "student-seqkd-ct2-int8", ct2))
             save()
+    results["targets"] = check_targets(results["rows"])
     results["complete"] = True
     save()
     return results
+
+
+def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, from the rows (a target whose rows are missing is not listed)."""
+    by = {(r["pair"], r["name"], r["testset"]): r for r in rows}
+    out: dict[str, Any] = {}
+    for (pair, name, test), row in by.items():
+        teacher = by.get((pair, "teacher", test))
+        if not name.startswith("student-seqkd") or not teacher or not teacher["chrf"]:
+            continue
+        ratio = 100 * row["chrf"] / teacher["chrf"]
+        out[f"{pair} {name} {test}: chrF >= 95% of teacher"] = {"value": round(ratio, 1), "met": ratio >= 95}
+    for (pair, name, test), row in by.items():
+        ref = by.get((pair, "student-ref", test))
+        if name != "student-seqkd" or not ref:
+            continue
+        if pair == "en-zh":
+            gain = row["bleu"] - ref["bleu"]
+            out[f"{pair} {test}: seq-KD BLEU - reference-trained BLEU >= 1"] = {"value": round(gain, 2), "met": gain >= 1}
+            # Speed is measured once per model (on the first test set): every row of it carries it.
+            teacher = by.get((pair, "teacher", test))
+            if teacher and teacher.get("sentences_per_s") and row.get("sentences_per_s"):
+                speedup = row["sentences_per_s"] / teacher["sentences_per_s"]
+                out[f"{pair}: student sentences/s >= 5x teacher (PyTorch, batch 32)"] = {
+                    "value": round(speedup, 2), "met": speedup >= 5}
+        if pair == "en-es" and test == "flores":
+            gain = row["chrf"] - ref["chrf"]
+            out[f"{pair} {test}: seq-KD chrF > reference-trained chrF"] = {"value": round(gain, 2), "met": gain > 0}
+    return out
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -175,6 +205,11 @@ def markdown_table(results: dict[str, Any]) -> str:
         sps = f"{r['sentences_per_s']:.0f}" if r.get("sentences_per_s") else "–"
         lines.append(f"| {r['pair']} | {r['testset']} | {r['name']} | {r['bleu']:.1f} | {r['chrf']:.1f} | "
                      f"{params} | {disk} | {sps} |")
+    if results.get("skipped"):
+        lines += ["", f"Rows left out of this run (`--skip`): {', '.join(results['skipped'])}."]
+    if results.get("targets"):
+        lines += ["", "| target | measured | met |", "| --- | --: | --- |"]
+        lines += [f"| {name} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for name, t in results["targets"].items()]
     for pair, data in results.get("data", {}).items():
         d = data["decontamination"]
         lines.append("")

@@ -129,7 +129,7 @@ def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitRe
                             "train: remove both to have xdistill train one from data.parallel")
     data = load_mt_data(cfg)
     model, tokenizer = build_translation_model(cfg.mt.teacher_model, _corpus(data.train), cfg, progress=progress)
-    info = _info(cfg, "teacher", data, {"trained_on": "references", "pairs": len(data.train)})
+    info = _info(cfg, "teacher", data, {"trained_on": "references", "pairs": len(data.train)}, cfg.mt.teacher_model)
     return train_seq2seq(model, tokenizer, data.train, data.dev, cfg=cfg, train_cfg=cfg.teacher.train,
                          out_dir=mt_teacher_dir(cfg), log_dir=Path(cfg.run_dir) / "teacher-logs", info=info,
                          progress=progress, desc="teacher")
@@ -180,7 +180,7 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     log.info("student: %d training pairs (%s), %.1fM parameters", len(pairs),
              ", ".join(f"{k}={v}" for k, v in made.items() if k != "teacher"),
              sum(p.numel() for p in model.parameters()) / 1e6)
-    info = _info(cfg, "student", data, made)
+    info = _info(cfg, "student", data, made, mt.student)
     return train_seq2seq(model, tokenizer, pairs, data.dev, cfg=cfg, train_cfg=cfg.train, out_dir=mt_student_dir(cfg),
                          log_dir=Path(cfg.run_dir) / "student-logs", info=info, teacher=word_teacher,
                          progress=progress, desc="student")
@@ -205,8 +205,16 @@ def _teacher_name(cfg: RunConfig) -> str:
     return cfg.teacher.command or str(mt_teacher_dir(cfg))
 
 
-def _info(cfg: RunConfig, role: str, data: MTData, made: dict[str, Any]) -> dict[str, Any]:
+def _info(cfg: RunConfig, role: str, data: MTData, made: dict[str, Any], arch: Seq2SeqArchConfig) -> dict[str, Any]:
+    if arch.init_encoder:
+        architecture = {"type": "bart", "init_encoder": arch.init_encoder,
+                        "encoder_layer_ids": arch.encoder_layer_ids or "all",
+                        "decoder_layer_ids": arch.decoder_layer_ids or None, "freeze_encoder": arch.freeze_encoder}
+    else:
+        architecture = {"type": "marian", **{k: getattr(arch, k) for k in (
+            "encoder_layers", "decoder_layers", "d_model", "ffn_size", "heads")}}
     return {
+        "architecture": architecture,
         "role": role,
         "source_lang": cfg.data.source_lang,
         "target_lang": cfg.data.target_langs[0],
