@@ -205,6 +205,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         sps = f"{r['sentences_per_s']:.0f}" if r.get("sentences_per_s") else "–"
         lines.append(f"| {r['pair']} | {r['testset']} | {r['name']} | {r['bleu']:.1f} | {r['chrf']:.1f} | "
                      f"{params} | {disk} | {sps} |")
+    for pair, why in (results.get("not_run") or {}).items():
+        lines += ["", f"{pair}: {why}."]
     if results.get("skipped"):
         lines += ["", f"Rows left out of this run (`--skip`): {', '.join(results['skipped'])}."]
     if results.get("targets"):
