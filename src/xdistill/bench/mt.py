@@ -98,7 +98,7 @@ def ct2_int8_model(cfg: RunConfig, folder: Path, pytorch: dict[str, Any]) -> dic
     (same test sets, beam and batch; the parameter count is the PyTorch model's)."""
     from ..data.mt_data import load_test_sets
     from ..distill.translate import mt_student_dir
-    from ..evaluate.mt_eval import SPEED_BATCH
+    from ..evaluate.mt_eval import SPEED_BATCH, speed_batch
     from ..evaluate.mt_metrics import translation_scores
     from ..evaluate.size_speed import disk_mb, measure_speed
     from ..export.exporter import export_model
@@ -113,8 +113,7 @@ def ct2_int8_model(cfg: RunConfig, folder: Path, pytorch: dict[str, Any]) -> dic
     for name, pairs in tests.items():
         hyps = model.translate([p.source for p in pairs], beam=beam, batch_size=cfg.mt.eval_batch_size)
         entry["tests"][name] = {"sentences": len(pairs), **translation_scores(hyps, [p.target for p in pairs], target)}
-    first = [p.source for p in next(iter(tests.values()))]
-    pool = (first * (SPEED_BATCH // max(1, len(first)) + 1))[:SPEED_BATCH]
+    pool = speed_batch([p.source for p in next(iter(tests.values()))])
     timing = measure_speed(lambda bs: model.translate(pool[:bs], beam=beam, batch_size=SPEED_BATCH),
                            batch_sizes=(SPEED_BATCH,), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
     entry["sentences_per_s"] = timing[f"throughput_b{SPEED_BATCH}"]

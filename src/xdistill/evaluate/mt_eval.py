@@ -38,10 +38,15 @@ def translate_cached(cfg: RunConfig, translator: Translator, sources: list[str],
         sources[a:b], beam=beam, batch_size=cfg.mt.eval_batch_size), description=desc, progress=progress)
 
 
+def speed_batch(sentences: list[str]) -> list[str]:
+    """The SPEED_BATCH sentences every translator is timed on (the list repeated when shorter)."""
+    return (sentences * (SPEED_BATCH // max(1, len(sentences)) + 1))[:SPEED_BATCH]
+
+
 def seq2seq_speed(translator: Seq2SeqTranslator, sentences: list[str], *, threads: int, repeats: int,
                   beams: tuple[int, ...] = (1, 4)) -> dict[str, float]:
     """Sentences/s and target tokens/s at batch 32 per beam size, and the greedy batch-1 latency."""
-    pool = (sentences * (SPEED_BATCH // max(1, len(sentences)) + 1))[:SPEED_BATCH]
+    pool = speed_batch(sentences)
     out: dict[str, float] = {}
     special = set(translator.tokenizer.all_special_ids)
     for beam in beams:
