@@ -45,7 +45,15 @@ def test_every_recipe_variant_is_a_valid_config(tmp_path, pair, quick):
         assert cfg.task == "translation" and cfg.mt.student.init_encoder == "models/e5-small"
         if quick:
             assert all(p.max_pairs and p.max_pairs <= 400 for p in cfg.data.parallel)
-    assert VARIANTS[pair]["student-ref"] == {"distill": {"use_teacher": False}}
+    ref = pair_config(pair, "student-ref", data_dir=tmp_path, work_dir=tmp_path / "w", quick=quick)
+    seqkd = pair_config(pair, "student-seqkd", data_dir=tmp_path, work_dir=tmp_path / "w", quick=quick)
+    assert ref.distill.use_teacher is False and seqkd.distill.use_teacher is True
+    assert ref.mt.student == seqkd.mt.student and ref.mt.decoding == seqkd.mt.decoding
+    if not quick and seqkd.mt.use_references:
+        # Teacher translations + references (2x the pairs) for 1 epoch = references for 2: the same steps.
+        assert ref.train.epochs == 2 * seqkd.train.epochs
+    elif not quick:
+        assert ref.train.epochs == seqkd.train.epochs
 
 
 def test_bench_mt_rejects_an_unknown_skip(monkeypatch, capsys):

@@ -118,6 +118,13 @@ def translate(
     beam: int = typer.Option(4, "--beam", min=1, help="Beam size (1 = greedy)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sentences per batch."),
     max_length: int = typer.Option(256, "--max-length", min=8, help="Longest input/output in tokens."),
+    length_ratio: Optional[float] = typer.Option(
+        None, "--length-ratio", min=0.1, help="Output bound: at most RATIO x the longest source in a batch + --length-extra "
+        "tokens (default: the model's saved decoding settings, else 1.5)."),
+    length_extra: Optional[int] = typer.Option(None, "--length-extra", min=0, help="See --length-ratio (default 10)."),
+    no_repeat_ngram_size: Optional[int] = typer.Option(
+        None, "--no-repeat-ngram-size", min=0, help="No n-gram of this size twice in an output (0 = off; default: "
+        "the model's saved setting)."),
     input_: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence per line (default: stdin)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where translations go (default: stdout)."),
 ) -> None:
@@ -125,7 +132,13 @@ def translate(
     from .io_utils import atomic_write_text
     from .models.translators import Seq2SeqTranslator, one_line
 
-    translator = Seq2SeqTranslator(model, max_length=max_length)
+    from dataclasses import replace
+
+    from .models.translators import saved_decoding
+
+    overrides = {k: v for k, v in {"length_ratio": length_ratio, "length_extra": length_extra,
+                                   "no_repeat_ngram_size": no_repeat_ngram_size}.items() if v is not None}
+    translator = Seq2SeqTranslator(model, max_length=max_length, decoding=replace(saved_decoding(model), **overrides))
     raw = input_.read_text(encoding="utf-8") if input_ else sys.stdin.read()
     lines = raw.split("\n")
     if lines and lines[-1] == "":
@@ -307,6 +320,8 @@ def bench_mt(
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="Leave out a student row, e.g. student-seqkd-wordkd "
                                                                   "(repeatable; a later run without it adds the row, "
                                                                   "reusing every finished stage)."),
+    speed: bool = typer.Option(True, "--speed/--no-speed", help="--no-speed: scores only (e.g. while another job "
+                               "shares the CPU); a later run with --speed times the models, reusing the training."),
 ) -> None:
     """Translation: Apertium -> en-es student, trained teacher -> en-zh students, against reference-trained students."""
     from .bench.mt import RECIPES, VARIANTS, markdown_table, run_benchmark
@@ -320,7 +335,7 @@ def bench_mt(
         raise XdistillError(f"unknown --skip {bad}; the rows are {', '.join(sorted(known))}")
     out = out or Path("bench/results") / ("mt-quick.json" if quick else "mt.json")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"), pairs=pair,
-                            quick=quick, skip=skip or [], progress=_state["progress"], echo=typer.echo)
+                            quick=quick, skip=skip or [], speed=speed, progress=_state["progress"], echo=typer.echo)
     _bench_written(markdown_table(results), out)
 
 

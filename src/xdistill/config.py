@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .models.decoding import Decoding
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -416,6 +417,8 @@ class TranslateConfig:
     command_timeout_s: float = 300.0  # per call; a hung command fails with a clear error
     eval_batch_size: int = 32
     max_eval_pairs: int | None = None  # first N pairs of each test set (quick runs)
+    # Length bound and repetition guard of every neural decode (seq-KD, dev, test, speed); saved with the models.
+    decoding: Decoding = field(default_factory=Decoding)
 
     def __post_init__(self) -> None:
         for key in ("teacher_beam", "eval_beam", "max_length", "vocab_size", "command_batch_size", "eval_batch_size"):

@@ -57,7 +57,7 @@ def load_teacher_translator(cfg: RunConfig) -> Translator:
         hint = ("run `xdistill translate-teacher train --config ...` first (or `xdistill run`)"
                 if not cfg.teacher.path else "check teacher.path")
         raise XdistillError(f"no translation teacher in {folder}; {hint}")
-    return Seq2SeqTranslator(folder, max_length=cfg.mt.max_length)
+    return Seq2SeqTranslator(folder, max_length=cfg.mt.max_length, decoding=cfg.mt.decoding)
 
 
 class _Collate:
@@ -108,7 +108,8 @@ def train_seq2seq(
                                                labels=batch["labels"]).logits
         return loss_fn(out.logits, batch["labels"], teacher_logits)
 
-    translator = Seq2SeqTranslator(out_dir, model=model, tokenizer=tokenizer, max_length=mt.max_length)
+    translator = Seq2SeqTranslator(out_dir, model=model, tokenizer=tokenizer, max_length=mt.max_length,
+                                   decoding=mt.decoding)
     target_lang = cfg.data.target_langs[0]
     evaluate = DevChrF(translator, dev, target_lang, mt.eval_batch_size) if dev else None
     lengths = [len(ids) for ids in tokenizer([p.source for p in pairs], truncation=True,
@@ -135,11 +136,19 @@ def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitRe
                          progress=progress, desc="teacher")
 
 
+def decode_settings(cfg: RunConfig, translator: Translator, beam: int) -> dict[str, Any]:
+    """What a cached translation depends on besides the model and the sources."""
+    settings: dict[str, Any] = {"beam": beam, "max_length": cfg.mt.max_length}
+    if isinstance(translator, Seq2SeqTranslator):  # a black box decodes its own way
+        settings["decoding"] = translator.decoding.to_dict()
+    return settings
+
+
 def seqkd_pairs(cfg: RunConfig, teacher: Translator, sources: list[str], *, progress: bool = True
                 ) -> tuple[list[ParallelPair], dict[str, int]]:
     """The teacher's translations of ``sources`` (cached on disk, resumable) as training pairs."""
     cache = TextCache(Path(cfg.cache_dir) / "translations")
-    settings = {"beam": cfg.mt.teacher_beam, "max_length": cfg.mt.max_length}
+    settings = decode_settings(cfg, teacher, cfg.mt.teacher_beam)
     key = cache.key(teacher.fingerprint(), sources, settings)
     hyps = cache.get_texts(
         key, len(sources),
@@ -219,6 +228,7 @@ def _info(cfg: RunConfig, role: str, data: MTData, made: dict[str, Any], arch: S
         "source_lang": cfg.data.source_lang,
         "target_lang": cfg.data.target_langs[0],
         "max_length": cfg.mt.max_length,
+        "decoding": cfg.mt.decoding.to_dict(),
         "made_with": made,
         "data": data.summary,
     }

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import RunConfig
 from ..data.mt_data import load_test_sets
 from ..distill.cache import TextCache
-from ..distill.translate import load_teacher_translator, mt_student_dir, teacher_kind
+from ..distill.translate import decode_settings, load_teacher_translator, mt_student_dir, teacher_kind
 from ..io_utils import atomic_write_json, atomic_write_text
 from ..models.translators import Seq2SeqTranslator, Translator
 from .mt_metrics import translation_scores
@@ -33,7 +33,7 @@ def translate_cached(cfg: RunConfig, translator: Translator, sources: list[str],
                      progress: bool, desc: str) -> list[str]:
     """Test-set translations of a fixed model are cached like seq-KD ones (a slow teacher is slow once)."""
     cache = TextCache(Path(cfg.cache_dir) / "translations")
-    key = cache.key(translator.fingerprint(), sources, {"beam": beam, "max_length": cfg.mt.max_length})
+    key = cache.key(translator.fingerprint(), sources, decode_settings(cfg, translator, beam))
     return cache.get_texts(key, len(sources), lambda a, b: translator.translate(
         sources[a:b], beam=beam, batch_size=cfg.mt.eval_batch_size), description=desc, progress=progress)
 
@@ -76,7 +76,8 @@ def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[s
     if not (student_folder / "config.json").is_file():
         raise FileNotFoundError(f"no student in {student_folder}; run `xdistill distill --config ...` first")
     models: dict[str, tuple[Translator, int]] = {
-        "student": (Seq2SeqTranslator(student_folder, max_length=cfg.mt.max_length), cfg.mt.eval_beam),
+        "student": (Seq2SeqTranslator(student_folder, max_length=cfg.mt.max_length, decoding=cfg.mt.decoding),
+                    cfg.mt.eval_beam),
     }
     if cfg.distill.use_teacher:
         # The same beam as the student: its test rows and speed compare like with like

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..models.decoding import Decoding
 
 MODEL_INFO = "xdistill_model.json"
 KINDS = ("classifier", "sentence-encoder", "translation")
@@ -138,12 +139,14 @@ class OnnxModule:
 class CT2Translator:
     """A CTranslate2 translation model with the folder's Hugging Face tokenizer around it."""
 
-    def __init__(self, folder: Path, tokenizer, *, max_length: int = 256, threads: int = 2):
+    def __init__(self, folder: Path, tokenizer, *, max_length: int = 256, threads: int = 2,
+                 decoding: Decoding | None = None):
         import ctranslate2
 
         self.translator = ctranslate2.Translator(str(folder), device="cpu", inter_threads=1, intra_threads=threads)
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.decoding = decoding or Decoding()
         self.name = folder.name
 
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
@@ -153,8 +156,11 @@ class CT2Translator:
     def generate_tokens(self, texts: Sequence[str], beam: int = 1) -> list[list[str]]:
         # HF's max_length counts the decoder start token and forces </s> in the last slot, so a
         # sentence that hits the limit gets max_length - 2 real tokens there; match it.
-        results = self.translator.translate_batch(self.tokens(texts), beam_size=beam,
-                                                  max_decoding_length=max(1, self.max_length - 2))
+        tokens = self.tokens(texts)
+        bound = self.decoding.max_new_tokens([len(t) for t in tokens], max(1, self.max_length - 2))
+        results = self.translator.translate_batch(tokens, beam_size=beam, max_decoding_length=bound,
+                                                  no_repeat_ngram_size=self.decoding.no_repeat_ngram_size,
+                                                  repetition_penalty=self.decoding.repetition_penalty)
         return [r.hypotheses[0] for r in results]
 
     def translate(self, texts: Sequence[str], *, beam: int = 1, batch_size: int = 32, progress: bool = False,
@@ -183,7 +189,7 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         return LoadedModel(kind, fmt, folder, info, tokenizer,
                            CT2Translator(folder, tokenizer, max_length=int(info.get("max_length", 256)),
-                                         threads=threads))
+                                         threads=threads, decoding=Decoding.from_dict(info.get("decoding"))))
     if kind == "classifier":
         from ..models.classifier import EncoderClassifier
 
@@ -197,5 +203,6 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
         return LoadedModel(kind, fmt, folder, merged, tokenizer, model.eval())
     from ..models.translators import Seq2SeqTranslator
 
-    translator = Seq2SeqTranslator(folder, max_length=int(info.get("max_length", 256)))
+    translator = Seq2SeqTranslator(folder, max_length=int(info.get("max_length", 256)),
+                                   decoding=Decoding.from_dict(info.get("decoding")))
     return LoadedModel(kind, fmt, folder, info, translator.tokenizer, translator)

@@ -89,6 +89,11 @@ def configure_generation(model, tokenizer, max_length: int) -> None:
 def save_translator(model, tokenizer, folder: str | Path, info: dict) -> Path:
     """Save model + tokenizer + ``xdistill_model.json`` (task, languages, how it was made)."""
     folder = Path(folder)
+    decoding = info.get("decoding") or {}
+    # The repetition guard goes into generation_config.json too: `from_pretrained(...).generate()` uses it.
+    for key in ("no_repeat_ngram_size", "repetition_penalty"):
+        if key in decoding:
+            setattr(model.generation_config, key, decoding[key])
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

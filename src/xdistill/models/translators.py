@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import XdistillError
+from .decoding import Decoding
 
 
 class Translator(Protocol):
@@ -34,8 +35,21 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def saved_decoding(folder: str | Path) -> Decoding:
+    """The decoding settings a model was made with (``xdistill_model.json``), else the defaults."""
+    path = Path(folder) / "xdistill_model.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        info = {}
+    return Decoding.from_dict(info.get("decoding"))
+
+
 class Seq2SeqTranslator:
-    def __init__(self, folder: str | Path, *, max_length: int = 128, model=None, tokenizer=None):
+    """``decoding``: the length bound and repetition guard; by default the folder's saved settings."""
+
+    def __init__(self, folder: str | Path, *, max_length: int = 128, model=None, tokenizer=None,
+                 decoding: Decoding | None = None):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         self.folder = Path(folder)
@@ -60,6 +74,7 @@ class Seq2SeqTranslator:
         self.model = model.eval()
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.folder)
         self.max_length = max_length
+        self.decoding = decoding if decoding is not None else saved_decoding(self.folder)
         self.name = self.folder.name
 
     def fingerprint(self) -> str:
@@ -74,7 +89,12 @@ class Seq2SeqTranslator:
     @torch.inference_mode()
     def generate_ids(self, texts: Sequence[str], beam: int = 1) -> torch.Tensor:
         batch = self.encode(texts)
-        return self.model.generate(**batch, num_beams=beam, max_length=self.max_length, do_sample=False)
+        bound = self.decoding.max_new_tokens(batch["attention_mask"].sum(dim=1).tolist(), self.max_length - 2)
+        # max_length counts the decoder start token and the (forced) </s>: ``bound`` real tokens.
+        # Both guards are passed even when off, so a generation_config.json that sets them is overridden.
+        return self.model.generate(**batch, num_beams=beam, max_length=bound + 2, do_sample=False,
+                                   no_repeat_ngram_size=self.decoding.no_repeat_ngram_size,
+                                   repetition_penalty=self.decoding.repetition_penalty)
 
     def translate(self, texts: Sequence[str], *, beam: int = 1, batch_size: int = 32, progress: bool = False,
                   desc: str = "translate") -> list[str]:
@@ -151,9 +171,9 @@ class CommandTranslator:
 
 
 def load_translator(path: str | None = None, command: str | None = None, *, max_length: int = 128,
-                    batch_size: int = 256, timeout_s: float = 300.0) -> Translator:
+                    batch_size: int = 256, timeout_s: float = 300.0, decoding: Decoding | None = None) -> Translator:
     if command:
         return CommandTranslator(command, batch_size=batch_size, timeout_s=timeout_s)
     if not path:
         raise XdistillError("no translation teacher: set teacher.path (a seq2seq folder) or teacher.command")
-    return Seq2SeqTranslator(path, max_length=max_length)
+    return Seq2SeqTranslator(path, max_length=max_length, decoding=decoding)
