@@ -68,3 +68,41 @@ def test_bench_export_mt_only_adds_to_an_existing_file(tmp_path, monkeypatch, ca
     out.write_text(json.dumps({"rows": []}))
     code, _, err = run_cli(monkeypatch, capsys, "bench", "export", "--mt-only", "--out", str(out))
     assert code != 0 and "--mt-only needs at least one --mt PAIR=FOLDER" in err
+
+
+def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_from(tmp_path):
+    from xdistill.bench.mt import keep_other_pairs
+
+    out = tmp_path / "mt.json"
+    old_rows = [_row("en-zh", "teacher", "tatoeba", 10.0, 11.0, 5.0), _row("en-es", "student-ref", "flores", 0.0, 3.9)]
+    out.write_text(json.dumps({"quick": False, "machine": {"cpu": "Old CPU", "torch": "t"}, "wall_seconds": 7620,
+                               "skipped": ["student-seqkd-wordkd"], "rows": old_rows,
+                               "data": {"en-zh": {"decontamination": {"dropped_pairs": 3, "dropped_monolingual": 0}}}}))
+    results = {"quick": False, "machine": {"cpu": "New CPU", "torch": "t"}, "rows": [], "data": {}, "runs": {}}
+    keep_other_pairs(results, out, ["en-es"])
+    assert [r["pair"] for r in results["rows"]] == ["en-zh"]  # the re-run pair's old rows are dropped
+    assert results["runs"]["en-zh"]["kept_from_an_earlier_run"] is True
+    assert results["runs"]["en-zh"]["machine"]["cpu"] == "Old CPU"
+    results["runs"]["en-es"] = {"machine": results["machine"], "skipped": []}
+    table = markdown_table(results)
+    assert "en-zh: measured on Old CPU (rows kept from an earlier run of the benchmark); rows left out " \
+           "(`--skip`): student-seqkd-wordkd." in table
+    assert "en-es: measured on New CPU." in table
+
+    quick = {"quick": True, "machine": {}, "rows": [], "data": {}, "runs": {}}
+    keep_other_pairs(quick, out, ["en-es"])  # a quick run never mixes in full-run rows
+    assert quick["rows"] == []
+    out.write_text("{not json")
+    with pytest.raises(Exception, match=r"mt\.json is not valid JSON; move it away or pass another --out"):
+        keep_other_pairs(results, out, ["en-es"])
+
+
+def test_rows_carry_the_training_steps_from_the_stage_marker(tmp_path):
+    from xdistill.bench.mt import training_cost
+
+    cfg = pair_config("en-es", "student-ref", data_dir=tmp_path, work_dir=tmp_path / "w", quick=True)
+    assert training_cost(cfg, "student") == {}
+    marker = Path(cfg.run_dir) / ".stages" / "student.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"hash": "x", "steps": 856, "seconds": 2400.5, "best_dev": 20.1}))
+    assert training_cost(cfg, "student") == {"train_steps": 856, "train_seconds": 2400.5}

@@ -91,11 +91,40 @@ def teacher_config(pair: str, *, data_dir: Path, work_dir: Path, quick: bool) ->
     return from_dict(RunConfig, raw, source=RECIPES[pair])
 
 
-def _rows(pair: str, name: str, model: dict[str, Any]) -> list[dict[str, Any]]:
+def training_cost(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    """Steps and seconds the stage's training took, from its marker (also when an earlier
+    invocation trained it and this one reused it)."""
+    marker = Path(cfg.run_dir) / ".stages" / f"{stage}.json"
+    done = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+    return {f"train_{k}": done[k] for k in ("steps", "seconds") if k in done}
+
+
+def keep_other_pairs(results: dict[str, Any], out: Path, pairs: list[str]) -> None:
+    """A run of some pairs keeps the rows ``out`` already holds for the others (with where and
+    how they were measured), so one pair can be re-run without redoing the other."""
+    if not out.is_file():
+        return
+    try:
+        old = json.loads(out.read_text(encoding="utf-8"))
+    except ValueError:
+        raise XdistillError(f"{out} is not valid JSON; move it away or pass another --out") from None
+    if old.get("quick") != results["quick"]:
+        return
+    for pair in sorted({r["pair"] for r in old.get("rows", [])} - set(pairs)):
+        results["rows"].extend(r for r in old["rows"] if r["pair"] == pair)
+        if pair in old.get("data", {}):
+            results["data"][pair] = old["data"][pair]
+        results["runs"][pair] = old.get("runs", {}).get(pair) or {
+            "machine": old.get("machine"), "wall_seconds_whole_run": old.get("wall_seconds"),
+            "skipped": old.get("skipped", [])}
+        results["runs"][pair]["kept_from_an_earlier_run"] = True
+
+
+def _rows(pair: str, name: str, model: dict[str, Any], cost: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return [{"name": name, "pair": pair, "testset": test, "bleu": s["bleu"], "chrf": s["chrf"],
              "bleu_signature": s["bleu_signature"], "chrf_signature": s["chrf_signature"], "beam": model["beam"],
              "params_total": model.get("params_total"), "disk_mb": model.get("disk_mb"),
-             "sentences_per_s": model.get("sentences_per_s"),
+             "sentences_per_s": model.get("sentences_per_s"), **(cost or {}),
              **{k: v for k, v in model.items() if k.startswith(("sentences_per_s_", "tokens_per_s_"))}}
             for test, s in model["tests"].items()]
 
@@ -135,13 +164,16 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
                             "(or run only --pair en-zh)")
     start = time.perf_counter()
     results: dict[str, Any] = {"benchmark": "mt", "quick": quick, "machine": machine_info(), "rows": [],
-                               "data": {}, "skipped": list(skip), "speed_measured": speed, "complete": False}
+                               "data": {}, "runs": {}, "skipped": list(skip), "speed_measured": speed,
+                               "complete": False}
+    keep_other_pairs(results, out, pairs)
 
     def save() -> None:
         results["wall_seconds"] = time.perf_counter() - start
         atomic_write_json(out, results)
 
     for pair in pairs:
+        pair_start = time.perf_counter()
         t_cfg = teacher_config(pair, data_dir=data_dir, work_dir=work_dir, quick=quick)
         if t_cfg is not None:
             if not stage_done(t_cfg, "teacher"):
@@ -155,9 +187,10 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
             # From the run folder: a re-run skips finished stages (and returns nothing for them).
             res = json.loads((Path(cfg.run_dir) / "results.json").read_text(encoding="utf-8"))
             if "teacher" in res["models"] and not teacher_row_done:
-                results["rows"].extend(_rows(pair, "teacher", res["models"]["teacher"]))
+                teacher_cost = training_cost(t_cfg, "teacher") if t_cfg is not None else {}
+                results["rows"].extend(_rows(pair, "teacher", res["models"]["teacher"], teacher_cost))
                 teacher_row_done = True
-            results["rows"].extend(_rows(pair, variant, res["models"]["student"]))
+            results["rows"].extend(_rows(pair, variant, res["models"]["student"], training_cost(cfg, "student")))
             if variant == "student-seqkd":
                 info = json.loads((Path(cfg.run_dir) / "student" / "xdistill_model.json").read_text())
                 results["data"][pair] = info["data"]
@@ -165,6 +198,8 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
                 echo(f"[{pair}] {variant}: CTranslate2 int8 export")
                 ct2 = ct2_int8_model(cfg, work_dir / pair / "student-seqkd-ct2-int8", res["models"]["student"])
                 results["rows"].extend(_rows(pair, "student-seqkd-ct2-int8", ct2))
+            results["runs"][pair] = {"machine": results["machine"], "speed_measured": speed, "skipped": list(skip),
+                                     "wall_seconds_this_invocation": time.perf_counter() - pair_start}
             save()
     results["targets"] = check_targets(results["rows"])
     results["complete"] = True
@@ -205,17 +240,25 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [f"### Translation{' (quick)' if results.get('quick') else ''}", "",
              f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; wall time "
              f"{results.get('wall_seconds', 0) / 60:.1f} min.", "",
-             "| pair | test set | row | BLEU | chrF | params (M) | disk MB | sent/s (b32) |",
-             "| --- | --- | --- | --: | --: | --: | --: | --: |"]
+             "| pair | test set | row | BLEU | chrF | params (M) | disk MB | sent/s (b32) | train steps |",
+             "| --- | --- | --- | --: | --: | --: | --: | --: | --: |"]
     for r in results["rows"]:
         params = f"{r['params_total'] / 1e6:.1f}" if r.get("params_total") else "–"
         disk = f"{r['disk_mb']:.0f}" if r.get("disk_mb") else "–"
-        sps = f"{r['sentences_per_s']:.0f}" if r.get("sentences_per_s") else "–"
+        sps = f"{r['sentences_per_s']:.1f}" if r.get("sentences_per_s") else "–"
+        steps = f"{r['train_steps']:,}" if r.get("train_steps") else "–"
         lines.append(f"| {r['pair']} | {r['testset']} | {r['name']} | {r['bleu']:.1f} | {r['chrf']:.1f} | "
-                     f"{params} | {disk} | {sps} |")
+                     f"{params} | {disk} | {sps} | {steps} |")
     for pair, why in (results.get("not_run") or {}).items():
         lines += ["", f"{pair}: {why}."]
-    if results.get("skipped"):
+    runs = results.get("runs") or {}
+    for pair, run in runs.items():
+        machine = (run.get("machine") or {}).get("cpu", "?")
+        left_out = [v for v in run.get("skipped", []) if v in VARIANTS.get(pair, {})]
+        lines += ["", f"{pair}: measured on {machine}"
+                  + (" (rows kept from an earlier run of the benchmark)" if run.get("kept_from_an_earlier_run") else "")
+                  + (f"; rows left out (`--skip`): {', '.join(left_out)}" if left_out else "") + "."]
+    if results.get("skipped") and not runs:
         lines += ["", f"Rows left out of this run (`--skip`): {', '.join(results['skipped'])}."]
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "| --- | --: | --- |"]
