@@ -117,6 +117,8 @@ def test_ctranslate2_export_decodes_with_the_same_guards(translator_folder, tmp_
     longest = max(len(t) for t in exported.backend.tokens(SOURCES))
     assert max(len(h) for h in hyps) <= Decoding(length_ratio=0.5, length_extra=2).max_new_tokens([longest], 38)
     assert not any(_has_repeated_bigram(h) for h in hyps)
+    card = (tmp_path / "ct2" / "README.md").read_text()
+    assert "**Decoding:** at most 0.5 x the longest source in a batch + 2 tokens, no repeated 2-gram" in card
 
 
 def test_translate_cli_overrides_the_saved_length_bound(translator_folder):

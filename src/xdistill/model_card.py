@@ -84,6 +84,16 @@ def model_card(info: dict[str, Any], *, config: dict[str, Any] | None = None, re
                      f"{', encoder frozen' if arch.get('freeze_encoder') else ''}); vocabulary trimmed to the corpus")
     elif arch.get("type"):
         lines.append(f"- **Architecture:** {arch['type']}, " + ", ".join(f"{k} {v}" for k, v in arch.items() if k != "type"))
+    decoding = info.get("decoding")
+    if decoding:
+        guard = decoding.get("no_repeat_ngram_size")
+        lines.append(f"- **Decoding:** at most {decoding.get('length_ratio')} x the longest source in a batch + "
+                     f"{decoding.get('length_extra')} tokens"
+                     + (f", no repeated {guard}-gram" if guard else "")
+                     + (f", repetition penalty {decoding['repetition_penalty']}"
+                        if decoding.get("repetition_penalty", 1.0) != 1.0 else "")
+                     + " (`xdistill translate` applies it; `generate()` reads the n-gram guard from "
+                       "`generation_config.json`)")
     teacher = info.get("teacher") or (info.get("made_with") or {}).get("teacher") or (config or {}).get("teacher", {}).get("path")
     if teacher:
         lines.append(f"- **Teacher:** `{teacher}`")
