@@ -88,6 +88,10 @@ def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_f
     assert "en-zh: measured on Old CPU (rows kept from an earlier run of the benchmark); rows left out " \
            "(`--skip`): student-seqkd-wordkd." in table
     assert "en-es: measured on New CPU." in table
+    results["rows"].append({**_row("en-es", "student-ref", "flores", 1.0, 13.0), "train_steps": 856, "train_seconds": 2820})
+    assert "en-es: measured on New CPU; training wall time student-ref 47 min." in markdown_table(results)
+    results["runs"]["en-zh"]["note"] = "before the decoding guards"
+    assert "earlier run of the benchmark); before the decoding guards; rows left out" in markdown_table(results)
 
     quick = {"quick": True, "machine": {}, "rows": [], "data": {}, "runs": {}}
     keep_other_pairs(quick, out, ["en-es"])  # a quick run never mixes in full-run rows

@@ -238,8 +238,9 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown_table(results: dict[str, Any]) -> str:
     lines = [f"### Translation{' (quick)' if results.get('quick') else ''}", "",
-             f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; wall time "
-             f"{results.get('wall_seconds', 0) / 60:.1f} min.", "",
+             f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; wall time of this "
+             f"invocation {results.get('wall_seconds', 0) / 60:.1f} min (stages an earlier invocation finished are "
+             "reused, not counted: the training minutes per pair are below).", "",
              "| pair | test set | row | BLEU | chrF | params (M) | disk MB | sent/s (b32) | train steps |",
              "| --- | --- | --- | --: | --: | --: | --: | --: | --: |"]
     for r in results["rows"]:
@@ -255,8 +256,12 @@ def markdown_table(results: dict[str, Any]) -> str:
     for pair, run in runs.items():
         machine = (run.get("machine") or {}).get("cpu", "?")
         left_out = [v for v in run.get("skipped", []) if v in VARIANTS.get(pair, {})]
+        trained = {r["name"]: r["train_seconds"] for r in results["rows"] if r["pair"] == pair and r.get("train_seconds")}
         lines += ["", f"{pair}: measured on {machine}"
                   + (" (rows kept from an earlier run of the benchmark)" if run.get("kept_from_an_earlier_run") else "")
+                  + ("; training wall time " + ", ".join(f"{name} {sec / 60:.0f} min" for name, sec in trained.items())
+                     if trained else "")
+                  + (f"; {run['note']}" if run.get("note") else "")
                   + (f"; rows left out (`--skip`): {', '.join(left_out)}" if left_out else "") + "."]
     if results.get("skipped") and not runs:
         lines += ["", f"Rows left out of this run (`--skip`): {', '.join(results['skipped'])}."]
