@@ -59,7 +59,9 @@ def test_tiny_embedding_run_end_to_end(monkeypatch, capsys, tmp_path, embed_raw)
     entry = results["models"]["student"]
     assert set(entry["retrieval"]) == {"en-es", "es-en", "en-zh", "zh-en"}
     assert all(0 <= v <= 100 for v in entry["retrieval"].values())
-    assert set(entry["mse"]) == {"en", "es", "zh"} and results["models"]["teacher"]["mse"]["en"] == 0
+    assert set(entry["mse"]) == {"en", "es", "zh"}
+    # The teacher against its own embeddings: 0 up to float reordering (the batches differ; ~1e-17 seen on AMD).
+    assert results["models"]["teacher"]["mse"]["en"] == pytest.approx(0, abs=1e-9)
     assert set(entry["probe_accuracy"]) == {"en", "es", "zh"}
     assert entry["throughput_b32"] > 0 and entry["latency_ms_b1"] > 0
     assert results["data"]["decontamination"]["evaluation_texts"] > 0

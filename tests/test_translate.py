@@ -193,11 +193,13 @@ def test_seqkd_from_a_black_box_teacher_end_to_end(tmp_path, mt_data, monkeypatc
     assert seqkd_calls == 1  # only the uncached speed timing of the black box on the test set
 
 
-def test_trained_teacher_then_word_and_sequence_kd(tmp_path, mt_data):
+@pytest.mark.parametrize("separate_vocabs", [False, True])
+def test_trained_teacher_then_word_and_sequence_kd(tmp_path, mt_data, separate_vocabs):
     from xdistill.pipeline import run_all
 
     raw = mt_raw(tmp_path, mt_data, train={"epochs": 2, "batch_size": 16, "lr": 3e-3})
     raw["mt"]["word_kd_weight"] = 0.5
+    raw["mt"]["separate_vocabs"] = separate_vocabs  # word-KD: the student takes the teacher's (per-side) vocabularies
     results = run_all(_config(raw), progress=False, echo=lambda _: None)
     run = Path(raw["run_dir"])
     assert (run / "teacher" / "config.json").is_file()
@@ -206,6 +208,9 @@ def test_trained_teacher_then_word_and_sequence_kd(tmp_path, mt_data):
     assert any("dev/chrf" in r for r in records if r["type"] == "eval")
     assert set(results["models"]) == {"teacher", "student"}
     assert results["models"]["teacher"]["params_total"] > results["models"]["student"]["params_total"]
+    assert (run / "student" / "target_vocab.json").is_file() == separate_vocabs
+    if separate_vocabs:
+        assert (run / "student" / "target_vocab.json").read_bytes() == (run / "teacher" / "target_vocab.json").read_bytes()
 
 
 def test_reference_only_student_needs_no_teacher(tmp_path, mt_data):
@@ -306,3 +311,71 @@ def test_warm_start_errors_say_what_to_fix(tmp_path, mt_data, arch, message):
         arch = {**arch, "init_encoder": str(create_random_encoder(tmp_path / "bert", mt_data["test"]))}
     with pytest.raises((ConfigError, ModelError), match=message):
         build_warm_started(Seq2SeqArchConfig(**arch), mt_data["test"], 32, vocab_size=500)
+
+
+# --- per-side vocabularies --------------------------------------------------------------------------
+
+
+def test_per_side_vocabularies_end_to_end(tmp_path, mt_data):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from xdistill.pipeline import run_all
+
+    raw = mt_raw(tmp_path, mt_data)
+    raw["mt"]["separate_vocabs"] = True
+    results = run_all(_config(raw), progress=False, echo=lambda _: None)
+    assert 0.0 <= results["models"]["student"]["tests"]["toy"]["chrf"] <= 100.0
+
+    folder = Path(raw["run_dir"]) / "student"
+    assert {"source.spm", "target.spm", "vocab.json", "target_vocab.json"} <= {p.name for p in folder.iterdir()}
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    source_vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    target_vocab = json.loads((folder / "target_vocab.json").read_text(encoding="utf-8"))
+    assert tokenizer.separate_vocabs and not model.config.share_encoder_decoder_embeddings
+    assert model.get_encoder().embed_tokens.num_embeddings == len(source_vocab)
+    assert model.lm_head.out_features == len(target_vocab) == len(source_vocab)  # levelled: one pad id
+    for vocab in (source_vocab, target_vocab):
+        assert vocab["</s>"] == 0 and vocab["<unk>"] == 1 and vocab["<pad>"] == len(vocab) - 1
+    # Each side's pieces come from its own text: the made-up language's words end in "o", English ones rarely.
+    real = lambda v: {p for p in v if not p.startswith("<")}
+    assert real(target_vocab) != real(source_vocab)
+    target = fake_translate(mt_data["test"][0])
+    labels = tokenizer(text_target=[target])["input_ids"][0]
+    assert 1 not in labels and tokenizer.decode(labels, skip_special_tokens=True) == target
+
+
+def test_per_side_vocabularies_need_a_model_built_from_scratch(tmp_path, mt_data):
+    raw = mt_raw(tmp_path, mt_data)
+    raw["mt"]["separate_vocabs"] = True
+    raw["mt"]["student"] = {"init_encoder": "models/e5-small", "encoder_layer_ids": [0]}
+    with pytest.raises(ConfigError, match=r"mt\.separate_vocabs needs models built from scratch, but "
+                                          r"mt\.student\.init_encoder is 'models/e5-small'"):
+        _config(raw)
+
+
+def test_per_side_vocabulary_too_small_for_the_script_says_what_to_raise():
+    from xdistill.models.seq2seq import train_per_side_tokenizer
+
+    chinese = ["".join(chr(0x4E00 + (7 * i + j) % 400) for j in range(12)) for i in range(200)]
+    with pytest.raises(XdistillError, match=r"could not train the target-side vocabulary with mt\.vocab_size 100: "
+                                            r".*raise mt\.vocab_size or use one joint vocabulary"):
+        train_per_side_tokenizer(["the cat sees the dog"] * 50, chinese, 100, 32)
+
+
+def test_per_side_model_refuses_ctranslate2_and_keeps_an_earlier_export(tmp_path):
+    from xdistill.config import Seq2SeqArchConfig
+    from xdistill.export.exporter import export_model
+    from xdistill.errors import ModelError
+    from xdistill.models.seq2seq import build_marian, save_translator, train_per_side_tokenizer
+
+    tok = train_per_side_tokenizer(["the cat sees the dog", "a red car"] * 30, ["ehto tac", "a der rac"] * 30, 100, 24)
+    model = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 24)
+    folder = save_translator(model, tok, tmp_path / "m", {"max_length": 24})
+    out = tmp_path / "ct2"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier export")
+    with pytest.raises(ModelError, match=r"one vocabulary per side \(mt\.separate_vocabs\); CTranslate2's converter "
+                                         r"writes a single shared vocabulary"):
+        export_model(folder, "ctranslate2", out)
+    assert (out / "keep.txt").read_text() == "earlier export"

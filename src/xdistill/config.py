@@ -419,6 +419,9 @@ class TranslateConfig:
     max_eval_pairs: int | None = None  # first N pairs of each test set (quick runs)
     # Length bound and repetition guard of every neural decode (seq-KD, dev, test, speed); saved with the models.
     decoding: Decoding = field(default_factory=Decoding)
+    # Models built from scratch (no init_encoder): one vocabulary per side (a MarianTokenizer over two
+    # sentencepiece models, separate encoder/decoder embeddings) instead of one joint vocabulary.
+    separate_vocabs: bool = False
 
     def __post_init__(self) -> None:
         for key in ("teacher_beam", "eval_beam", "max_length", "vocab_size", "command_batch_size", "eval_batch_size"):
@@ -530,6 +533,12 @@ class RunConfig:
         _check(not needs_references or bool(self.data.parallel),
                "this translation run trains on references (no teacher, or a teacher xdistill trains) but "
                "data.parallel is empty; list the parallel files")
+        trained_teacher = not self.teacher.path and not self.teacher.command
+        for flag, arch in (("mt.student", self.mt.student), ("mt.teacher_model", self.mt.teacher_model)):
+            _check(not (self.mt.separate_vocabs and arch.init_encoder and (arch is self.mt.student or trained_teacher)),
+                   f"mt.separate_vocabs needs models built from scratch, but {flag}.init_encoder is "
+                   f"{arch.init_encoder!r}: a warm-started model keeps the encoder's one vocabulary for both sides; "
+                   f"drop one of the two")
         _check(self.mt.word_kd_weight == 0 or not self.teacher.command,
                "mt.word_kd_weight > 0 needs a white-box teacher (teacher.path or a trained one), not teacher.command")
         for flag, train in (("train", self.train), ("teacher.train", self.teacher.train)):

@@ -39,7 +39,7 @@ EMBED_STAGE_SECTIONS = {
 
 # Translation runs: the whole mt section shapes the student (data, tokenizer, model, KD losses).
 MT_STAGE_SECTIONS = {"teacher": ("mt.teacher_model", "mt.max_length", "mt.dev_pairs", "mt.decontaminate",
-                                 "mt.eval", "mt.vocab_size"),
+                                 "mt.eval", "mt.vocab_size", "mt.separate_vocabs"),
                      "student": ("mt",)}
 
 
@@ -58,6 +58,12 @@ def _drop_unset_additions(full: dict[str, Any]) -> None:
     for par in full["data"]["parallel"]:
         if par.get("name") is None:
             par.pop("name", None)
+    if full["mt"].get("separate_vocabs") is False:
+        full["mt"].pop("separate_vocabs")
+
+
+# Keys that _drop_unset_additions may remove: a stage hashes them only when they are set.
+_OPTIONAL_KEYS = {"mt.separate_vocabs"}
 
 
 def stage_hash(cfg: RunConfig, stage: str) -> str:
@@ -72,6 +78,7 @@ def stage_hash(cfg: RunConfig, stage: str) -> str:
             sections.extend(MT_STAGE_SECTIONS.get(name, ()))
         if name == stage:
             break
+    sections = [s for s in sections if s not in _OPTIONAL_KEYS or s.split(".")[-1] in full["mt"]]
     payload = json.dumps({s: _lookup(full, s) for s in sections}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

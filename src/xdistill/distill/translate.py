@@ -26,7 +26,7 @@ from ..data.mt_data import MTData, load_mt_data
 from ..errors import XdistillError
 from ..evaluate.mt_metrics import translation_scores
 from ..losses.word_kd import WordKDLoss
-from ..models.seq2seq import build_marian, save_translator, train_tokenizer
+from ..models.seq2seq import build_marian, save_translator, train_per_side_tokenizer, train_tokenizer
 from ..models.translators import CommandTranslator, Seq2SeqTranslator, Translator
 from ..models.warm_start import build_warm_started
 from .cache import TextCache
@@ -129,7 +129,7 @@ def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitRe
         raise XdistillError("this run's teacher is given (teacher.path or teacher.command); there is nothing to "
                             "train: remove both to have xdistill train one from data.parallel")
     data = load_mt_data(cfg)
-    model, tokenizer = build_translation_model(cfg.mt.teacher_model, _corpus(data.train), cfg, progress=progress)
+    model, tokenizer = build_translation_model(cfg.mt.teacher_model, data.train, cfg, progress=progress)
     info = _info(cfg, "teacher", data, {"trained_on": "references", "pairs": len(data.train)}, cfg.mt.teacher_model)
     return train_seq2seq(model, tokenizer, data.train, data.dev, cfg=cfg, train_cfg=cfg.teacher.train,
                          out_dir=mt_teacher_dir(cfg), log_dir=Path(cfg.run_dir) / "teacher-logs", info=info,
@@ -184,7 +184,7 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     if not pairs:
         raise XdistillError("mt.seqkd and mt.use_references are both off: the student has no training pairs")
     # Word-level KD compares distributions id by id: the student takes the teacher's vocabulary.
-    model, tokenizer = build_translation_model(mt.student, _corpus(pairs), cfg, progress=progress,
+    model, tokenizer = build_translation_model(mt.student, pairs, cfg, progress=progress,
                                                tokenizer=word_teacher.tokenizer if word_teacher else None)
     log.info("student: %d training pairs (%s), %.1fM parameters", len(pairs),
              ", ".join(f"{k}={v}" for k, v in made.items() if k != "teacher"),
@@ -195,14 +195,18 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
                          progress=progress, desc="student")
 
 
-def build_translation_model(arch: Seq2SeqArchConfig, corpus: list[str], cfg: RunConfig, *, tokenizer=None,
+def build_translation_model(arch: Seq2SeqArchConfig, pairs: list[ParallelPair], cfg: RunConfig, *, tokenizer=None,
                             progress: bool = True):
     """``(model, tokenizer)`` for ``arch``: warm-started from ``arch.init_encoder`` (its trimmed
-    vocabulary), or a Marian-style model from scratch over a tokenizer trained on ``corpus``."""
+    vocabulary), or a Marian-style model from scratch over a tokenizer trained on ``pairs``: one
+    vocabulary for both sides, or one per side with ``mt.separate_vocabs``."""
     if arch.init_encoder:
-        return build_warm_started(arch, corpus, cfg.mt.max_length, vocab_size=cfg.mt.vocab_size,
+        return build_warm_started(arch, _corpus(pairs), cfg.mt.max_length, vocab_size=cfg.mt.vocab_size,
                                   tokenizer=tokenizer, progress=progress)
-    tokenizer = tokenizer or train_tokenizer(corpus, cfg.mt.vocab_size, cfg.mt.max_length)
+    if tokenizer is None and cfg.mt.separate_vocabs:
+        tokenizer = train_per_side_tokenizer([p.source for p in pairs], [p.target for p in pairs],
+                                             cfg.mt.vocab_size, cfg.mt.max_length)
+    tokenizer = tokenizer or train_tokenizer(_corpus(pairs), cfg.mt.vocab_size, cfg.mt.max_length)
     return build_marian(arch, tokenizer, cfg.mt.max_length), tokenizer
 
 

@@ -189,6 +189,12 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
 def _export_ct2(model_dir: Path, reference: LoadedModel, folder: Path, quantize: str | None) -> None:
     import ctranslate2
 
+    if (model_dir / "target_vocab.json").is_file():
+        # The converter writes one shared vocabulary (the source side's): the decoder's ids would be misread.
+        raise ModelError(f"{model_dir} has one vocabulary per side (mt.separate_vocabs); CTranslate2's converter "
+                         "writes a single shared vocabulary, so this model cannot be exported to ctranslate2. "
+                         "Serve the PyTorch folder, or train with mt.separate_vocabs: false to export")
+
     converter = ctranslate2.converters.TransformersConverter(str(model_dir))
     converter.convert(str(folder), quantization=quantize or "float32", force=True)
 

@@ -1,20 +1,26 @@
 """Small translation models: a joint subword tokenizer trained on the corpus and a Marian-style
 transformer built from a config, saved as a Hugging Face seq2seq folder.
 
-The folder loads with ``AutoModelForSeq2SeqLM.from_pretrained`` and ``AutoTokenizer.from_pretrained``
-(a fast tokenizer, no sentencepiece needed). Id layout follows Marian's: ``</s>`` = 0, ``<unk>`` = 1,
-``<pad>`` last, the pad token doubling as the decoder start token; CTranslate2's Marian converter
-expects the pad token to be the last vocabulary entry.
+The folder loads with ``AutoModelForSeq2SeqLM.from_pretrained`` and ``AutoTokenizer.from_pretrained``:
+a fast tokenizer over one joint vocabulary (no sentencepiece needed), or, with per-side
+vocabularies, a ``MarianTokenizer`` over two sentencepiece models (``source.spm``, ``target.spm``).
+Id layout follows Marian's: ``</s>`` = 0, ``<unk>`` = 1, ``<pad>`` last, the pad token doubling as
+the decoder start token; CTranslate2's Marian converter expects the pad token to be the last
+vocabulary entry.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import tempfile
+import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..config import Seq2SeqArchConfig
+from ..errors import XdistillError
 from ..io_utils import atomic_dir, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -49,13 +55,84 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int):
                                    model_max_length=max_length)
 
 
+FILLER = "<unused{}>"
+
+
+def train_per_side_tokenizer(sources: Sequence[str], targets: Sequence[str], vocab_size: int, max_length: int):
+    """A ``MarianTokenizer`` with one Unigram vocabulary per side (``separate_vocabs``), each
+    trained on its side only and holding at most ``vocab_size`` entries.
+
+    Useful when the two scripts share little (English and Chinese): a joint vocabulary spends
+    half its entries on pieces one side never uses. Both vocabularies get the same size (the
+    smaller is filled with ``<unused…>`` entries no text maps to), so ``</s>`` = 0, ``<unk>`` = 1
+    and ``<pad>`` (last) have one id on both sides, as Marian's single ``pad_token_id`` needs.
+    No normalisation: NFKC would turn Chinese full-width punctuation into ASCII.
+    """
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        raise XdistillError("mt.separate_vocabs needs sentencepiece: pip install sentencepiece "
+                            "(or pip install 'xdistill[e5]')") from None
+    from transformers import MarianTokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="xdistill-spm-"))
+    pieces = {}
+    for side, texts in (("source", sources), ("target", targets)):
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter([t for t in texts if t.strip()]), model_writer=model, model_type="unigram",
+                vocab_size=vocab_size - 2, hard_vocab_limit=False, character_coverage=1.0,
+                normalization_rule_name="identity", unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
+                max_sentence_length=1 << 16, minloglevel=2)
+        except RuntimeError as exc:  # e.g. fewer entries than the side has distinct characters
+            raise XdistillError(f"could not train the {side}-side vocabulary with mt.vocab_size {vocab_size}: "
+                                f"{str(exc).strip().splitlines()[-1]}; raise mt.vocab_size or use one joint "
+                                "vocabulary (mt.separate_vocabs: false)") from None
+        (folder / f"{side}.spm").write_bytes(model.getvalue())
+        proc = spm.SentencePieceProcessor(model_proto=model.getvalue())
+        pieces[side] = [proc.id_to_piece(i) for i in range(proc.get_piece_size()) if i != proc.unk_id()]
+    size = max(len(p) for p in pieces.values())
+    for side, name in (("source", "vocab.json"), ("target", "target_vocab.json")):
+        vocab = {EOS: 0, UNK: 1}
+        for piece in pieces[side]:
+            vocab.setdefault(piece, len(vocab))
+        while len(vocab) < size + 2:
+            vocab[FILLER.format(len(vocab))] = len(vocab)
+        vocab[PAD] = len(vocab)
+        (folder / name).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*sacremoses")  # only its unused `moses` punctuation tools
+        return MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"),
+                               target_vocab_file=str(folder / "target_vocab.json"), separate_vocabs=True,
+                               model_max_length=max_length)
+
+
+def load_translation_tokenizer(folder: str | Path):
+    """``AutoTokenizer.from_pretrained(folder)``, quiet about sacremoses: a per-side
+    ``MarianTokenizer`` would use it only to normalise source punctuation, and then only when it
+    is installed, at training and inference alike."""
+    from transformers import AutoTokenizer
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*sacremoses")
+        return AutoTokenizer.from_pretrained(folder)
+
+
+def target_vocab_size(tokenizer) -> int:
+    """The decoder's vocabulary: the target side's for per-side vocabularies, else the joint one."""
+    return len(tokenizer.target_encoder) if getattr(tokenizer, "separate_vocabs", False) else len(tokenizer)
+
+
 def build_marian(arch: Seq2SeqArchConfig, tokenizer, max_length: int):
     """A randomly initialised ``MarianMTModel`` sized by ``arch`` over ``tokenizer``'s vocabulary."""
     from transformers import MarianConfig, MarianMTModel
 
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    separate = getattr(tokenizer, "separate_vocabs", False)
     config = MarianConfig(
         vocab_size=len(tokenizer),
+        decoder_vocab_size=target_vocab_size(tokenizer),
         d_model=arch.d_model,
         encoder_layers=arch.encoder_layers,
         decoder_layers=arch.decoder_layers,
@@ -69,7 +146,7 @@ def build_marian(arch: Seq2SeqArchConfig, tokenizer, max_length: int):
         eos_token_id=eos,
         decoder_start_token_id=pad,
         forced_eos_token_id=eos,
-        share_encoder_decoder_embeddings=True,
+        share_encoder_decoder_embeddings=not separate,
     )
     model = MarianMTModel(config)
     configure_generation(model, tokenizer, max_length)
@@ -83,7 +160,10 @@ def configure_generation(model, tokenizer, max_length: int) -> None:
     gen.pad_token_id = tokenizer.pad_token_id
     gen.eos_token_id = tokenizer.eos_token_id
     gen.decoder_start_token_id = model.config.decoder_start_token_id
-    gen.bad_words_ids = [[tokenizer.pad_token_id]]
+    banned = [tokenizer.pad_token_id]
+    if getattr(tokenizer, "separate_vocabs", False):  # the fillers that level the two vocabularies
+        banned += [i for piece, i in tokenizer.target_encoder.items() if piece.startswith("<unused")]
+    gen.bad_words_ids = [[i] for i in banned]
 
 
 def save_translator(model, tokenizer, folder: str | Path, info: dict) -> Path:

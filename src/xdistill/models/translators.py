@@ -50,7 +50,9 @@ class Seq2SeqTranslator:
 
     def __init__(self, folder: str | Path, *, max_length: int = 128, model=None, tokenizer=None,
                  decoding: Decoding | None = None):
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoModelForSeq2SeqLM
+
+        from .seq2seq import load_translation_tokenizer
 
         self.folder = Path(folder)
         if model is None:
@@ -72,7 +74,7 @@ class Seq2SeqTranslator:
                     "AutoModelForSeq2SeqLM loads (e.g. a Marian model or an xdistill translation student)"
                 ) from exc
         self.model = model.eval()
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.folder)
+        self.tokenizer = tokenizer or load_translation_tokenizer(self.folder)
         self.max_length = max_length
         self.decoding = decoding if decoding is not None else saved_decoding(self.folder)
         self.name = self.folder.name
