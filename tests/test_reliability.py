@@ -128,3 +128,11 @@ def test_torchrun_cli_runs_the_tiny_config(tmp_path, tiny_raw):
     assert (run / "student" / "config.json").is_file() and (run / "results.json").is_file()
     records = [json.loads(line) for line in (run / "student-logs" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == len({(r["type"], r["step"]) for r in records})
+
+
+def test_a_fresh_run_over_an_old_one_keeps_the_old_log_aside(tmp_path):
+    _run(tmp_path / "a")
+    first = (tmp_path / "a" / "run" / "metrics.jsonl").read_text()
+    _run(tmp_path / "a")
+    assert (tmp_path / "a" / "run" / "metrics.previous.jsonl").read_text() == first
+    assert [r["step"] for r in _records(tmp_path / "a")] == [json.loads(x)["step"] for x in first.splitlines()]

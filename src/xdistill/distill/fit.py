@@ -189,7 +189,9 @@ def fit(
             log.info("[%s] resuming from the checkpoint at step %d (epoch %d, batch %d)", desc, step, epoch,
                      skip_batches)
     elif main and metrics_path.exists():
-        metrics_path.unlink()  # a fresh run: old records would mix with the new ones
+        # A fresh run: old records would mix with the new ones. Keep them aside, not deleted: a run
+        # redone by mistake (settings that differ only in spelling, say) leaves the last log readable.
+        metrics_path.replace(metrics_path.with_name("metrics.previous.jsonl"))
     bar = tqdm(total=total_steps, initial=step, desc=desc, disable=not progress or not main, unit="step")
 
     def log_record(record: dict[str, Any]) -> None:
