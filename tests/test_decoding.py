@@ -56,10 +56,7 @@ def test_length_bound_is_ratio_times_longest_source_plus_extra_capped():
     assert Decoding(length_ratio=0.1, length_extra=0).max_new_tokens([1], cap=10) == 1
 
 
-def test_generate_kwargs_only_name_the_guards_that_are_on():
-    assert Decoding().generate_kwargs() == {}
-    assert Decoding(no_repeat_ngram_size=3, repetition_penalty=1.2).generate_kwargs() == {
-        "no_repeat_ngram_size": 3, "repetition_penalty": 1.2}
+def test_saved_settings_load_and_ignore_unknown_keys():
     assert Decoding.from_dict({"length_ratio": 2.0, "from_a_newer_version": 1}) == Decoding(length_ratio=2.0)
     assert Decoding.from_dict(None) == Decoding()
 
@@ -132,3 +129,19 @@ def test_translate_cli_overrides_the_saved_length_bound(translator_folder):
     saved, longer = run(), run("--length-ratio", "5", "--no-repeat-ngram-size", "0")
     assert len(saved) == len(longer) == len(SOURCES)
     assert sum(map(len, longer)) > sum(map(len, saved))
+
+
+def test_a_bad_saved_decoding_entry_names_the_file_and_the_fix(translator_folder, tmp_path):
+    import shutil
+
+    from xdistill.errors import XdistillError
+    from xdistill.models.translators import Seq2SeqTranslator
+
+    folder = tmp_path / "m"
+    shutil.copytree(translator_folder, folder)
+    info = json.loads((folder / "xdistill_model.json").read_text())
+    info["decoding"]["length_ratio"] = -1
+    (folder / "xdistill_model.json").write_text(json.dumps(info))
+    with pytest.raises(XdistillError, match=r"m/xdistill_model\.json: bad \"decoding\" entry .*length_ratio must be "
+                                            r"> 0.*fix the value or delete the entry to use the defaults"):
+        Seq2SeqTranslator(folder, max_length=MAX_LENGTH)

@@ -129,12 +129,10 @@ def translate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where translations go (default: stdout)."),
 ) -> None:
     """Translate lines (stdin or --input) to lines (stdout or --output), batched."""
-    from .io_utils import atomic_write_text
-    from .models.translators import Seq2SeqTranslator, one_line
-
     from dataclasses import replace
 
-    from .models.translators import saved_decoding
+    from .io_utils import atomic_write_text
+    from .models.translators import Seq2SeqTranslator, one_line, saved_decoding
 
     overrides = {k: v for k, v in {"length_ratio": length_ratio, "length_extra": length_extra,
                                    "no_repeat_ngram_size": no_repeat_ngram_size}.items() if v is not None}

@@ -533,9 +533,11 @@ class RunConfig:
         _check(not needs_references or bool(self.data.parallel),
                "this translation run trains on references (no teacher, or a teacher xdistill trains) but "
                "data.parallel is empty; list the parallel files")
-        trained_teacher = not self.teacher.path and not self.teacher.command
-        for flag, arch in (("mt.student", self.mt.student), ("mt.teacher_model", self.mt.teacher_model)):
-            _check(not (self.mt.separate_vocabs and arch.init_encoder and (arch is self.mt.student or trained_teacher)),
+        built = [("mt.student", self.mt.student)]
+        if not self.teacher.path and not self.teacher.command:  # xdistill trains the teacher too
+            built.append(("mt.teacher_model", self.mt.teacher_model))
+        for flag, arch in built:
+            _check(not (self.mt.separate_vocabs and arch.init_encoder),
                    f"mt.separate_vocabs needs models built from scratch, but {flag}.init_encoder is "
                    f"{arch.init_encoder!r}: a warm-started model keeps the encoder's one vocabulary for both sides; "
                    f"drop one of the two")

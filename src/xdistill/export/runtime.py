@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ModelError
 from ..models.decoding import Decoding
+from ..models.translators import Seq2SeqTranslator, saved_decoding
 
 MODEL_INFO = "xdistill_model.json"
 KINDS = ("classifier", "sentence-encoder", "translation")
@@ -189,7 +190,7 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         return LoadedModel(kind, fmt, folder, info, tokenizer,
                            CT2Translator(folder, tokenizer, max_length=int(info.get("max_length", 256)),
-                                         threads=threads, decoding=Decoding.from_dict(info.get("decoding"))))
+                                         threads=threads, decoding=saved_decoding(folder, info)))
     if kind == "classifier":
         from ..models.classifier import EncoderClassifier
 
@@ -201,8 +202,6 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
         model, tokenizer = load_sentence_encoder(folder)
         merged = {**info, "text_prefix": model.text_prefix, "max_length": model.max_length}
         return LoadedModel(kind, fmt, folder, merged, tokenizer, model.eval())
-    from ..models.translators import Seq2SeqTranslator
-
     translator = Seq2SeqTranslator(folder, max_length=int(info.get("max_length", 256)),
-                                   decoding=Decoding.from_dict(info.get("decoding")))
+                                   decoding=saved_decoding(folder, info))
     return LoadedModel(kind, fmt, folder, info, translator.tokenizer, translator)

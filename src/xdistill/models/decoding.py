@@ -57,12 +57,3 @@ class Decoding:
         """Target tokens a batch may produce: tied to its longest source, never above ``cap``."""
         longest = max(source_lengths, default=0)
         return max(1, min(cap, math.ceil(self.length_ratio * longest + self.length_extra)))
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """The guards as ``generate`` keyword arguments (only the ones that are on)."""
-        out: dict[str, Any] = {}
-        if self.no_repeat_ngram_size:
-            out["no_repeat_ngram_size"] = self.no_repeat_ngram_size
-        if self.repetition_penalty != 1.0:
-            out["repetition_penalty"] = self.repetition_penalty
-        return out

@@ -11,6 +11,7 @@ vocabulary entry.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -75,7 +76,17 @@ def train_per_side_tokenizer(sources: Sequence[str], targets: Sequence[str], voc
                             "(or pip install 'xdistill[e5]')") from None
     from transformers import MarianTokenizer
 
-    folder = Path(tempfile.mkdtemp(prefix="xdistill-spm-"))
+    with tempfile.TemporaryDirectory(prefix="xdistill-spm-") as tmp, _quiet_about_sacremoses():
+        # MarianTokenizer reads its files from disk but keeps them in memory (save_pretrained writes them).
+        folder = Path(tmp)
+        _write_per_side_vocabularies(spm, folder, sources, targets, vocab_size)
+        return MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"),
+                               target_vocab_file=str(folder / "target_vocab.json"), separate_vocabs=True,
+                               model_max_length=max_length)
+
+
+def _write_per_side_vocabularies(spm, folder: Path, sources: Sequence[str], targets: Sequence[str],
+                                 vocab_size: int) -> None:
     pieces = {}
     for side, texts in (("source", sources), ("target", targets)):
         model = io.BytesIO()
@@ -101,27 +112,32 @@ def train_per_side_tokenizer(sources: Sequence[str], targets: Sequence[str], voc
             vocab[FILLER.format(len(vocab))] = len(vocab)
         vocab[PAD] = len(vocab)
         (folder / name).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _quiet_about_sacremoses():
+    # A MarianTokenizer warns when sacremoses is missing: it would only normalise source
+    # punctuation with it (when installed, at training and inference alike; see the README).
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*sacremoses")  # only its unused `moses` punctuation tools
-        return MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"),
-                               target_vocab_file=str(folder / "target_vocab.json"), separate_vocabs=True,
-                               model_max_length=max_length)
+        warnings.filterwarnings("ignore", message=".*sacremoses")
+        yield
 
 
 def load_translation_tokenizer(folder: str | Path):
-    """``AutoTokenizer.from_pretrained(folder)``, quiet about sacremoses: a per-side
-    ``MarianTokenizer`` would use it only to normalise source punctuation, and then only when it
-    is installed, at training and inference alike."""
+    """``AutoTokenizer.from_pretrained(folder)``, without the sacremoses warning."""
     from transformers import AutoTokenizer
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*sacremoses")
+    with _quiet_about_sacremoses():
         return AutoTokenizer.from_pretrained(folder)
+
+
+def has_separate_vocabs(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "separate_vocabs", False))
 
 
 def target_vocab_size(tokenizer) -> int:
     """The decoder's vocabulary: the target side's for per-side vocabularies, else the joint one."""
-    return len(tokenizer.target_encoder) if getattr(tokenizer, "separate_vocabs", False) else len(tokenizer)
+    return len(tokenizer.target_encoder) if has_separate_vocabs(tokenizer) else len(tokenizer)
 
 
 def build_marian(arch: Seq2SeqArchConfig, tokenizer, max_length: int):
@@ -129,7 +145,6 @@ def build_marian(arch: Seq2SeqArchConfig, tokenizer, max_length: int):
     from transformers import MarianConfig, MarianMTModel
 
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    separate = getattr(tokenizer, "separate_vocabs", False)
     config = MarianConfig(
         vocab_size=len(tokenizer),
         decoder_vocab_size=target_vocab_size(tokenizer),
@@ -146,7 +161,7 @@ def build_marian(arch: Seq2SeqArchConfig, tokenizer, max_length: int):
         eos_token_id=eos,
         decoder_start_token_id=pad,
         forced_eos_token_id=eos,
-        share_encoder_decoder_embeddings=not separate,
+        share_encoder_decoder_embeddings=not has_separate_vocabs(tokenizer),
     )
     model = MarianMTModel(config)
     configure_generation(model, tokenizer, max_length)
@@ -161,7 +176,7 @@ def configure_generation(model, tokenizer, max_length: int) -> None:
     gen.eos_token_id = tokenizer.eos_token_id
     gen.decoder_start_token_id = model.config.decoder_start_token_id
     banned = [tokenizer.pad_token_id]
-    if getattr(tokenizer, "separate_vocabs", False):  # the fillers that level the two vocabularies
+    if has_separate_vocabs(tokenizer):  # the fillers that level the two vocabularies
         banned += [i for piece, i in tokenizer.target_encoder.items() if piece.startswith("<unused")]
     gen.bad_words_ids = [[i] for i in banned]
 

@@ -35,14 +35,17 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def saved_decoding(folder: str | Path) -> Decoding:
-    """The decoding settings a model was made with (``xdistill_model.json``), else the defaults."""
-    path = Path(folder) / "xdistill_model.json"
+def saved_decoding(folder: str | Path, info: dict | None = None) -> Decoding:
+    """The decoding settings a model was made with (``decoding`` in ``xdistill_model.json``, or in
+    ``info`` when the caller has read it already), else the defaults."""
+    from .seq2seq import MODEL_INFO, read_model_info
+
+    raw = (info if info is not None else read_model_info(folder)).get("decoding")
     try:
-        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except ValueError:
-        info = {}
-    return Decoding.from_dict(info.get("decoding"))
+        return Decoding.from_dict(raw)
+    except (XdistillError, TypeError) as exc:
+        raise XdistillError(f"{Path(folder) / MODEL_INFO}: bad \"decoding\" entry {raw!r} ({exc}); fix the value "
+                            "or delete the entry to use the defaults") from None
 
 
 class Seq2SeqTranslator:
