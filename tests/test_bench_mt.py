@@ -70,6 +70,16 @@ def test_bench_export_mt_only_adds_to_an_existing_file(tmp_path, monkeypatch, ca
     assert code != 0 and "--mt-only needs at least one --mt PAIR=FOLDER" in err
 
 
+
+def test_export_table_says_where_re_measured_translation_rows_come_from():
+    from xdistill.bench.export import markdown_table as export_table
+
+    results = {"machine": {"cpu": "Old CPU"}, "wall_seconds": 600, "rows": [
+        {"model": "mt-en-zh", "format": "ct2-int8", "metric": "chrf", "value": 8.4, "disk_mb": 15.0}]}
+    assert "re-measured" not in export_table(results)
+    results.update(mt_machine={"cpu": "New CPU"}, mt_wall_seconds=240)
+    assert "The translation (mt-*) rows were re-measured with `--mt-only` on New CPU in 4.0 min." in export_table(results)
+
 def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_from(tmp_path):
     from xdistill.bench.mt import keep_other_pairs
 

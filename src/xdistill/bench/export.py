@@ -218,6 +218,8 @@ def _add_mt_rows(out: Path, mt_students: dict[str, Path], *, data_dir: Path, wor
     start = time.perf_counter()
     _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
     results["mt_wall_seconds"] = time.perf_counter() - start
+    # The kept rows were measured on results["machine"]; the re-measured ones may be on another.
+    results["mt_machine"] = machine_info()
     results["targets"] = check_targets(results["rows"])
     atomic_write_json(out, results)
     return results
@@ -249,9 +251,19 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _mt_provenance(results: dict[str, Any]) -> str:
+    """Where and how long the translation rows were measured, when `--mt-only` re-measured them later."""
+    mt_machine = results.get("mt_machine")
+    if not mt_machine:
+        return ""
+    return (f" The translation (mt-*) rows were re-measured with `--mt-only` on {mt_machine['cpu']} "
+            f"in {results.get('mt_wall_seconds', 0) / 60:.1f} min.")
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     lines = [f"### Export{' (quick)' if results.get('quick') else ''}", "",
-             f"Machine: {results['machine']['cpu']}; wall time {results.get('wall_seconds', 0) / 60:.1f} min.", "",
+             f"Machine: {results['machine']['cpu']}; wall time {results.get('wall_seconds', 0) / 60:.1f} min."
+             + _mt_provenance(results), "",
              "| model | format | metric | value | disk MB | ms b1 | b32 /s |", "| --- | --- | --- | --: | --: | --: | --: |"]
     for r in results["rows"]:
         value = "–" if r.get("value") is None else f"{r['value']:.2f}"
