@@ -78,9 +78,17 @@ def stage_hash(cfg: RunConfig, stage: str) -> str:
             sections.extend(MT_STAGE_SECTIONS.get(name, ()))
         if name == stage:
             break
-    sections = [s for s in sections if s not in _OPTIONAL_KEYS or s.split(".")[-1] in full["mt"]]
+    sections = [s for s in sections if s not in _OPTIONAL_KEYS or _present(full, s)]
     payload = json.dumps({s: _lookup(full, s) for s in sections}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _present(full: dict[str, Any], dotted: str) -> bool:
+    try:
+        _lookup(full, dotted)
+    except KeyError:
+        return False
+    return True
 
 
 def _lookup(full: dict[str, Any], dotted: str) -> Any:
