@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdistill.data.examples import Columns
+from xdistill.config import ColumnsConfig
 from xdistill.data.readers import read_labelled, read_parallel, read_unlabelled
 from xdistill.errors import DataFormatError
 
@@ -41,10 +41,10 @@ def test_labelled_and_unlabelled_readers_never_raise_anything_else(tmp_path, dat
     path = tmp_path / f"f{suffix}"
     path.write_bytes(data)
     if suffix != ".txt":
-        _check(lambda: read_labelled(path, columns=Columns(text=0, label=1), labels=["pos", "neg"]), path)
-        _check(lambda: read_labelled(path, columns=Columns(text="text", label="label"), labels=["pos", "neg"],
+        _check(lambda: read_labelled(path, columns=ColumnsConfig(text=0, label=1), labels=["pos", "neg"]), path)
+        _check(lambda: read_labelled(path, columns=ColumnsConfig(text="text", label="label"), labels=["pos", "neg"],
                                      header=True), path)
-    _check(lambda: read_unlabelled(path, columns=Columns(text=0, label=None)), path)
+    _check(lambda: read_unlabelled(path, columns=ColumnsConfig(text=0, label=None)), path)
 
 
 @SETTINGS
@@ -82,11 +82,17 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     (["translate", "--model", "{tmp}"], "not a Hugging Face model folder (no config.json)"),
     (["predict", "{tmp}"], "not a model xdistill can run"),
     (["export", "{tmp}", "--format", "onnx", "--out", "{tmp}/x"], "not a model xdistill can run"),
-    (["run", "{tmp}/bad-type.yaml", "--resume", "sometimes"], "--resume 'sometimes': use auto or never"),
+    (["run", "{tmp}/bad-type.yaml", "--resume", "sometimes"], "'sometimes' is not one of 'auto', 'never'"),
+    (["run", "{tmp}/dup-key.yaml"], "dup-key.yaml, line 4: duplicate key 'train' (first at line 3); merge the two blocks"),
+    (["run", "{tmp}/ok.yaml", "--set", "distill.temperature=.inf"],
+     "distill.temperature must be a finite number, got inf"),
 ])
 def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
     (tmp_path / "bad-type.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n"
                                             "train: {epochs: many}\n")
+    (tmp_path / "ok.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n")
+    (tmp_path / "dup-key.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n"
+                                           "train: {epochs: 2}\ntrain: {lr: 0.1}\n")
     (tmp_path / "unknown-key.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n"
                                                "train: {epochz: 2}\n")
     proc = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])

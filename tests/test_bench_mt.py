@@ -58,7 +58,18 @@ def test_every_recipe_variant_is_a_valid_config(tmp_path, pair, quick):
 
 def test_bench_mt_rejects_an_unknown_skip(monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "bench", "mt", "--pair", "en-zh", "--skip", "student-nope")
-    assert code != 0 and "unknown --skip ['student-nope']; the rows are student-ref" in err
+    assert code != 0 and "'student-nope' is not one of 'student-seqkd', 'student-ref', 'student-seqkd-wordkd'" in err
+    code, _, err = run_cli(monkeypatch, capsys, "bench", "mt", "--pair", "en-es", "--skip", "student-seqkd-wordkd")
+    assert code != 0 and "--skip ['student-seqkd-wordkd']: not a row of --pair en-es; its rows are student-ref" in err
+
+
+def test_the_cli_choices_are_the_rows_the_benchmarks_define():
+    from xdistill.bench import marc, mt
+    from xdistill.bench.choices import MarcRow, MtRow, Pair
+
+    assert [r.value for r in MarcRow] == list(marc.ROWS)
+    assert [p.value for p in Pair] == list(mt.VARIANTS) == list(mt.RECIPES)
+    assert {r.value for r in MtRow} == {row for rows in mt.VARIANTS.values() for row in rows}
 
 
 def test_bench_export_mt_only_adds_to_an_existing_file(tmp_path, monkeypatch, capsys):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from xdistill.distill import cache as cache_mod
-from xdistill.distill.cache import TeacherCache, fingerprint_folder
+from xdistill.distill.cache import TeacherCache
+from xdistill.fingerprints import fingerprint_folder
 
 
 class Counter:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -7,6 +10,7 @@ import yaml
 
 from xdistill.config import RunConfig, load_config
 from xdistill.errors import ConfigError
+from xdistill.io_utils import atomic_dir
 from xdistill.pipeline import write_resolved_config
 
 from conftest import ROOT, write_config
@@ -100,3 +104,78 @@ def test_resolved_config_is_written_and_reloads(tiny_config_path):
     again = load_config(path)
     assert again == cfg
     assert yaml.safe_load(path.read_text())["distill"]["temperature"] == 3.0
+
+
+# --- issue 14: bad input gets one clear error --------------------------------------------------
+
+
+def test_duplicate_key_names_the_key_the_file_and_both_lines(tmp_path, tiny_config_path):
+    text = tiny_config_path.read_text(encoding="utf-8")
+    first = 1 + text.splitlines().index("distill:")
+    path = tmp_path / "run.yaml"
+    path.write_text(text + "distill:\n  temperature: 4\n", encoding="utf-8")
+    again = len(text.splitlines()) + 1
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{path}, line {again}: duplicate key 'distill' (first at line {first}); merge the two blocks")):
+        load_config(path)
+
+
+def test_duplicate_key_deep_inside_a_section(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  train: a.csv\n  columns:\n    text: 0\n    label: 1\n    text: 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(
+            "run.yaml, line 6: duplicate key 'text' (first at line 4); keep one of the two values")):
+        load_config(path)
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path, tiny_raw):
+    tiny_raw.pop("distill")
+    path = write_config(tmp_path / "run.yaml", tiny_raw)
+    path.write_text(path.read_text(encoding="utf-8") + "distill:\n  <<: {temperature: 3.0, alpha: 0.3}\n  alpha: 0.4\n",
+                    encoding="utf-8")
+    cfg = load_config(path)
+    assert (cfg.distill.temperature, cfg.distill.alpha) == (3.0, 0.4)
+
+
+def test_set_with_a_duplicate_key_in_a_flow_mapping(tiny_config_path):
+    with pytest.raises(ConfigError, match=re.escape(
+            "--set distill={temperature: 2, temperature: 3}: duplicate key 'temperature' in the value; "
+            "keep one of the two values")):
+        load_config(tiny_config_path, ["distill={temperature: 2, temperature: 3}"])
+
+
+@pytest.mark.parametrize("override, shown", [
+    ("distill.temperature=.inf", "inf"),
+    ("distill.alpha=.nan", "nan"),
+    ("train.lr=-.inf", "-inf"),
+    ("teacher.dropout=.NaN", "nan"),
+    ("mt.decoding.length_ratio=.inf", "inf"),
+    ("embed.ranking_scale=.inf", "inf"),
+])
+def test_non_finite_floats_are_rejected_naming_the_flag(tiny_config_path, override, shown):
+    flag, _, _ = override.partition("=")
+    with pytest.raises(ConfigError, match=re.escape(f"{flag} must be a finite number, got {shown} in ")
+                       + r".*\(the value comes from --set " + re.escape(override) + r"\)"):
+        load_config(tiny_config_path, [override])
+
+
+def test_non_finite_float_in_the_file(tmp_path, tiny_raw):
+    tiny_raw["distill"]["temperature"] = float("inf")
+    path = write_config(tmp_path / "run.yaml", tiny_raw)
+    with pytest.raises(ConfigError, match=r"distill.temperature must be a finite number, got inf in .*run.yaml$"):
+        load_config(path)
+
+
+def test_outputs_get_the_permissions_the_umask_gives(tiny_config_path):
+    cfg = load_config(tiny_config_path)
+    old = os.umask(0o022)
+    try:
+        path = write_resolved_config(cfg)
+        with atomic_dir(Path(cfg.run_dir) / "folder") as tmp:
+            (tmp / "weights.bin").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((Path(cfg.run_dir) / "folder").stat().st_mode) == 0o755
+    assert stat.S_IMODE((Path(cfg.run_dir) / "folder" / "weights.bin").stat().st_mode) == 0o644
+    assert [p.name for p in Path(cfg.run_dir).iterdir() if p.name.startswith(".")] == []  # no temp left

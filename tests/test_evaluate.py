@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from xdistill.evaluate.metrics import agreement, classification_metrics
 from xdistill.evaluate.report import comparison_table, write_report
 from xdistill.evaluate.size_speed import count_parameters, disk_mb, measure_speed
+from xdistill.metrics.classification import agreement, classification_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -100,6 +100,7 @@ def test_accuracy_gate_fails_with_the_loss_and_keeps_the_earlier_export(models, 
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_accuracy_gate_on_real_dev_data_passes_for_fp32(tmp_path, tiny_config_path):
     from xdistill.config import load_config
     from xdistill.pipeline import run_all
@@ -180,3 +181,113 @@ def test_serve_embed_and_translate(models, tmp_path):
     mt = TestClient(create_app(tmp_path / "ct2"))
     assert len(mt.post("/v1/translate", json={"texts": ["ok", "a good phone"], "beam": 2}).json()["translations"]) == 2
     assert mt.post("/v1/translate", json={"texts": ["ok"], "beam": 0}).status_code == 422
+
+
+# --- the --out folder (export never deletes what it did not write) ----------------------------------
+
+
+def test_export_refuses_a_foreign_folder_and_never_deletes_its_files(models, tmp_path):
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ModelError, match=rf"--out {out} already holds files xdistill did not write \(notes\.txt\); "
+                                         r"export into a new or empty folder, or pass --overwrite"):
+        export_model(models["classifier"], "onnx", out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    export_model(models["classifier"], "onnx", out, overwrite=True)  # written next to notes.txt
+    export_model(models["classifier"], "onnx", out, overwrite=True)  # and again over its own files
+    assert (out / "notes.txt").read_text() == "mine" and load_model(out).format == "onnx"
+    assert not any(p.name.startswith(".") for p in out.iterdir())
+    info = json.loads((out / "xdistill_model.json").read_text())
+    assert "notes.txt" not in info["files"] and {"model.onnx", "README.md", "xdistill_model.json"} <= set(info["files"])
+    # A file xdistill did not write is never replaced, even with --overwrite.
+    (out / "README.md").unlink()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "README.md").write_text("my readme")
+    with pytest.raises(ModelError, match=rf"--out {other}: README\.md is there already and xdistill did not write it"):
+        export_model(models["classifier"], "onnx", other, overwrite=True)
+    assert [p.name for p in other.iterdir()] == ["README.md"] and (other / "README.md").read_text() == "my readme"
+
+
+def test_an_earlier_export_is_replaced_without_overwrite(models, tmp_path):
+    out = tmp_path / "export"
+    export_model(models["classifier"], "onnx", out)
+    export_model(models["classifier"], "onnx", out, quantize="int8")
+    assert json.loads((out / "xdistill_model.json").read_text())["quantize"] == "int8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_export_to_dot_and_other_relative_paths(models, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = export_model(models["classifier"], "onnx", ".")
+    assert Path(result.folder) == here and (here / "model.onnx").is_file() and Path.cwd() == here
+    export_model(models["classifier"], "onnx", ".")  # an earlier export in the current folder is replaced in place
+    assert load_model(".").format == "onnx" and not any(p.name.startswith(".") for p in here.iterdir())
+    (here / "sub").mkdir()
+    monkeypatch.chdir(here / "sub")
+    export_model(models["encoder"], "onnx", "../../enc-onnx")
+    assert load_model(tmp_path / "enc-onnx").kind == "sentence-encoder"
+
+
+def test_cli_export_refuses_a_foreign_folder_in_one_line(models, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    out = subprocess.run([sys.executable, "-m", "xdistill", "-q", "export", str(models["classifier"]), "--format",
+                          "onnx", "--out", "."], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"error: --out {tmp_path} already holds files xdistill did not write (notes.txt); export into a new or empty "
+        "folder, or pass --overwrite to write the export next to them (files xdistill did not write are never "
+        "deleted or replaced)"]
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_corrupted_export_is_one_model_error(models, tmp_path):
+    out = tmp_path / "onnx"
+    export_model(models["classifier"], "onnx", out)
+    data = bytearray((out / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=rf"^{out}: weight file model\.onnx is corrupted \(its SHA-256 differs "
+                                         rf"from the one in xdistill_model\.json\); export it again \(`xdistill export "
+                                         rf"{models['classifier']} --format onnx --out {out}`\)"):
+        load_model(out)
+
+
+# --- lone surrogates -----------------------------------------------------------------------------------
+
+
+def test_serve_answers_422_for_a_lone_surrogate(models):
+    from fastapi.testclient import TestClient
+
+    from xdistill.serve import create_app
+
+    headers = {"content-type": "application/json"}
+    clf = TestClient(create_app(models["classifier"]), raise_server_exceptions=False)
+    bad = clf.post("/v1/classify", content=b'{"texts": ["ok", "ab\\ud800"]}', headers=headers)
+    assert bad.status_code == 422 and bad.json()["detail"] == (
+        "texts[1] is not valid Unicode: a lone surrogate U+D800 at character 2; send UTF-8 text (the client split a "
+        "surrogate pair)")
+    bad = clf.post("/v1/classify", content=b'{"texts": ["ok"], "text_pairs": ["\\udc00"]}', headers=headers)
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("text_pairs[0] is not valid Unicode")
+    # pydantic's own 422 echoes the input; it must still render.
+    assert clf.post("/v1/classify", content=b'{"texts": "\\ud800"}', headers=headers).status_code == 422
+    pair = clf.post("/v1/classify", content=b'{"texts": ["\\ud83d\\ude00"]}', headers=headers)  # a proper pair
+    assert pair.status_code == 200
+    enc = TestClient(create_app(models["encoder"]), raise_server_exceptions=False)
+    bad = enc.post("/v1/embed", content=b'{"texts": ["\\ud800"]}', headers=headers)
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("texts[0] is not valid Unicode")
+
+
+def test_predict_lone_surrogate_names_the_file_and_line(models, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": "bad \\ud800 text"}\n', encoding="utf-8")
+    out = _cli("predict", str(models["classifier"]), "--input", str(path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f'error: {path}, line 2: "text" is not valid Unicode: a lone surrogate U+D800 at character 4 (a \\u escape '
+        "of half a UTF-16 pair); fix the program that wrote the file"]
+    out = _cli("predict", str(models["encoder"]), stdin='{"text": "ok", "meta": {"id": "\\udfff"}}\n')
+    assert out.returncode == 2 and '<stdin>, line 1: "meta.id" is not valid Unicode' in out.stderr

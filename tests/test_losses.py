@@ -17,6 +17,8 @@ from xdistill.losses import (
     EmbeddingMSELoss,
     HiddenStateMSELoss,
     SoftTargetLoss,
+    TranslationRankingLoss,
+    WordKDLoss,
 )
 
 
@@ -304,7 +306,7 @@ KL_Q1 = math.log(2)
 
 
 def test_attention_kl_fixed_value():
-    assert KL_Q0 == pytest.approx(0.143841, abs=1e-6)
+    assert KL_Q0 == pytest.approx(0.143841, abs=1e-6)  # noqa: SIM300 (KL_Q0 is computed, not a constant)
     out = AttentionKLLoss([(0, 1)])((A_S,), (A_T * 0 + 0.5, A_T), torch.tensor([[1, 1]]))
     assert set(out) == {"loss", "attention_0_1"}
     assert out["attention_0_1"].item() == pytest.approx((KL_Q0 + KL_Q1) / 2, rel=1e-5)
@@ -401,3 +403,39 @@ def test_embedding_mse_rejects_wrong_widths():
         EmbeddingMSELoss(2, 3)(torch.zeros(1, 4), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="student_dim"):
         EmbeddingMSELoss(0, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# WordKDLoss (translation students: per-token KD against a white-box teacher)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_word_kd_loss_matches_a_hand_computed_value():
+    # One sentence, two target positions (the second is padding), vocabulary of 2.
+    student = torch.tensor([[[0.0, 0.0], [5.0, -5.0]]])
+    teacher = torch.tensor([[[0.0, math.log(3.0)], [0.0, 0.0]]])  # p_t = (1/4, 3/4)
+    labels = torch.tensor([[1, -100]])
+    parts = WordKDLoss(weight=0.5, temperature=1.0)(student, labels, teacher)
+    ce = math.log(2.0)  # -log 1/2
+    kd = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)  # KL((1/4,3/4) || (1/2,1/2))
+    assert parts["ce"].item() == pytest.approx(ce, abs=1e-6)
+    assert parts["word_kd"].item() == pytest.approx(kd, abs=1e-6)
+    assert parts["loss"].item() == pytest.approx(0.5 * ce + 0.5 * kd, abs=1e-6)
+    with pytest.raises(ValueError, match="shared vocabulary"):
+        WordKDLoss(weight=0.5)(student, labels, teacher[..., :1])
+
+
+# ---------------------------------------------------------------------------------------------
+# TranslationRankingLoss (sentence-embedding students: in-batch translation ranking)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_translation_ranking_loss():
+    loss_fn = TranslationRankingLoss(scale=20.0)
+    eye = torch.eye(4)
+    aligned = loss_fn(eye, eye * 3)
+    assert aligned["accuracy"] == 1.0 and aligned["loss"] < 1e-6
+    shuffled = loss_fn(eye, eye[[1, 0, 3, 2]])
+    assert shuffled["accuracy"] == 0.0 and shuffled["loss"] > 10
+    with pytest.raises(ValueError, match="aligned"):
+        loss_fn(eye, eye[:3])

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from xdistill.data.examples import Columns, Example, ParallelPair
+from xdistill.config import ColumnsConfig
+from xdistill.data.examples import Example, ParallelPair
 from xdistill.data.readers import detect_format, read_labelled, read_parallel, read_unlabelled
 from xdistill.errors import DataFormatError
 
 LABELS = ["negative", "positive"]
-HEADERLESS = Columns(text=1, label=2, id=0)
+HEADERLESS = ColumnsConfig(text=1, label=2, id=0)
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -60,7 +61,7 @@ def test_csv_headerless_with_quotes_and_multiline_field(tmp_path):
 
 def test_csv_header_text_pair_and_lang_column(tmp_path):
     path = write(tmp_path, "r.csv", "premise,hypothesis,gold,lg\nA cat.,An animal.,yes,en\nUn gato.,Nada.,no,es\n")
-    cols = Columns(text="premise", text_pair="hypothesis", label="gold", lang="lg")
+    cols = ColumnsConfig(text="premise", text_pair="hypothesis", label="gold", lang="lg")
     examples, _ = read_labelled(path, columns=cols, labels=["yes", "no"], lang="xx")
     assert examples == [
         Example(text="A cat.", text_pair="An animal.", label=0, lang="en"),
@@ -70,7 +71,7 @@ def test_csv_header_text_pair_and_lang_column(tmp_path):
 
 def test_tsv_keeps_stray_quotes(tmp_path):
     path = write(tmp_path, "x.tsv", 'He said "hi.\tShe left.\tneutral\n"Quoted"\tok"\tentailment\n')
-    examples, _ = read_labelled(path, columns=Columns(text=0, text_pair=1, label=2), labels=["entailment", "neutral"])
+    examples, _ = read_labelled(path, columns=ColumnsConfig(text=0, text_pair=1, label=2), labels=["entailment", "neutral"])
     assert [(e.text, e.text_pair, e.label) for e in examples] == [
         ('He said "hi.', "She left.", 1),
         ('"Quoted"', 'ok"', 0),
@@ -79,14 +80,14 @@ def test_tsv_keeps_stray_quotes(tmp_path):
 
 def test_tsv_header_with_int_columns_skips_header(tmp_path):
     path = write(tmp_path, "s.tsv", "label\tsentence\n0\tbad film\n1\tgood film\n")
-    examples, _ = read_labelled(path, columns=Columns(text=1, label=0), labels=["0", "1"], header=True)
+    examples, _ = read_labelled(path, columns=ColumnsConfig(text=1, label=0), labels=["0", "1"], header=True)
     assert [(e.text, e.label) for e in examples] == [("bad film", 0), ("good film", 1)]
 
 
 def test_jsonl_int_labels_ids_and_text_pair(tmp_path):
     rows = [{"id": 7, "a": "Hi", "b": "there", "y": 1}, {"id": "x", "a": "Bye", "b": "now", "y": "0"}]
     path = write(tmp_path, "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    examples, _ = read_labelled(path, columns=Columns(text="a", text_pair="b", label="y", id="id"), labels=["0", "1"])
+    examples, _ = read_labelled(path, columns=ColumnsConfig(text="a", text_pair="b", label="y", id="id"), labels=["0", "1"])
     assert examples == [
         Example(text="Hi", text_pair="there", label=1, id="7"),
         Example(text="Bye", text_pair="now", label=0, id="x"),
@@ -97,7 +98,7 @@ def test_raw_label_index_is_not_magic(tmp_path):
     # "1" is accepted only because it is literally in the label set, never as labels[1].
     path = write(tmp_path, "r.csv", "a,text,label\n1,ok,1\n")
     with pytest.raises(DataFormatError, match=r"label '1' is not in the label set"):
-        read_labelled(path, columns=Columns(text="text", label="label"), labels=LABELS)
+        read_labelled(path, columns=ColumnsConfig(text="text", label="label"), labels=LABELS)
 
 
 def test_label_map_drops_and_renames(tmp_path):
@@ -116,7 +117,7 @@ def test_require_label_false_allows_empty_labels(tmp_path):
 
 def test_bom_accepted(tmp_path):
     path = write(tmp_path, "r.tsv", b"\xef\xbb\xbftext\tlabel\nhola\tpositive\n")
-    examples, _ = read_labelled(path, columns=Columns(), labels=LABELS)
+    examples, _ = read_labelled(path, columns=ColumnsConfig(), labels=LABELS)
     assert examples == [Example(text="hola", label=1)]
 
 
@@ -165,32 +166,60 @@ def test_parallel_two_files(tmp_path):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.csv"
-    with pytest.raises(DataFormatError, match=where(path, None) + " file not found; check the path in the config"):
+    with pytest.raises(DataFormatError, match=where(path, None) + " file not found; check the path and data.dir in the config$"):
         read_labelled(path, columns=HEADERLESS, labels=LABELS)
+
+
+def test_missing_relative_file_names_the_resolved_path_and_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    path = Path("../data") / "train.csv"  # as DataConfig.resolve joins data.dir and the path
+    message = (f"file not found (looked for {tmp_path / 'data' / 'train.csv'}: data paths are relative to data.dir, "
+               f"and a relative data.dir to the working directory {tmp_path / 'run'}); "
+               "check the path and data.dir in the config")
+    with pytest.raises(DataFormatError, match=where(path, None) + " " + re.escape(message) + "$"):
+        read_labelled(path, columns=HEADERLESS, labels=LABELS)
+    with pytest.raises(DataFormatError, match=where(path, None) + " " + re.escape(message) + "$"):
+        read_parallel(path, Path("../data/train.es"))
+
+
+@pytest.mark.parametrize("name", ["train", "train.csv", "corpus.txt"])
+def test_folder_given_for_a_data_file_says_so(tmp_path, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    message = where(folder, None) + " is a folder, not a file; give the path of the data file itself, e.g. one inside this folder$"
+    with pytest.raises(DataFormatError, match=message):
+        read_labelled(folder, columns=HEADERLESS, labels=LABELS)
+    with pytest.raises(DataFormatError, match=message):
+        read_unlabelled(folder)
+    with pytest.raises(DataFormatError, match=message):
+        read_parallel(folder)
+    with pytest.raises(DataFormatError, match=message):
+        detect_format(folder)
 
 
 def test_malformed_json(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"text": "a", "label": "positive"}\n\n{"text": "b", label}\n')
     with pytest.raises(DataFormatError, match=where(path, 3) + r" not a JSON object .*each line must be one \{\.\.\.\} object"):
-        read_labelled(path, columns=Columns(), labels=LABELS)
+        read_labelled(path, columns=ColumnsConfig(), labels=LABELS)
 
 
 def test_json_array_file_gets_conversion_hint(tmp_path):
     path = write(tmp_path, "d.json", '[{"text": "a", "label": "positive"}]\n')
     with pytest.raises(DataFormatError, match=where(path, 1) + r" not a JSON object \(a JSON list.*jq -c"):
-        read_labelled(path, columns=Columns(), labels=LABELS)
+        read_labelled(path, columns=ColumnsConfig(), labels=LABELS)
 
 
 def test_jsonl_missing_key_lists_available(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"text": "a", "label": "positive"}\n{"sentence": "b", "label": "negative"}\n')
     with pytest.raises(DataFormatError, match=where(path, 2) + r" key 'text' \(text\) is missing; this object has 'sentence', 'label'"):
-        read_labelled(path, columns=Columns(), labels=LABELS)
+        read_labelled(path, columns=ColumnsConfig(), labels=LABELS)
 
 
 def test_header_missing_column_lists_available(tmp_path):
     path = write(tmp_path, "s.tsv", "\nlabel\tsentence\n0\tbad\n")
     with pytest.raises(DataFormatError, match=where(path, 2) + r" column 'text' \(text\) is not in the header; available: 'label', 'sentence'"):
-        read_labelled(path, columns=Columns(), labels=["0", "1"])
+        read_labelled(path, columns=ColumnsConfig(), labels=["0", "1"])
 
 
 @pytest.mark.parametrize(
@@ -202,7 +231,7 @@ def test_header_missing_column_lists_available(tmp_path):
 )
 def test_wrong_column_count(tmp_path, name, content, line, needs):
     path = write(tmp_path, name, content)
-    cols = Columns(text="text", label="label") if "id," in content else HEADERLESS
+    cols = ColumnsConfig(text="text", label="label") if "id," in content else HEADERLESS
     with pytest.raises(DataFormatError, match=where(path, line) + f" row has 2 column.s. but {needs}"):
         read_labelled(path, columns=cols, labels=LABELS)
 
@@ -227,7 +256,7 @@ def test_mapped_label_outside_label_set_names_both(tmp_path):
 def test_empty_file(tmp_path, content):
     path = write(tmp_path, "r.csv", content)
     with pytest.raises(DataFormatError, match=where(path, None) + " no data rows"):
-        read_labelled(path, columns=Columns(), labels=LABELS)
+        read_labelled(path, columns=ColumnsConfig(), labels=LABELS)
 
 
 def test_non_utf8_bytes(tmp_path):
@@ -240,7 +269,7 @@ def test_non_utf8_bytes(tmp_path):
 
 
 def test_nul_byte(tmp_path):
-    path = write(tmp_path, "u.txt", "fine\n".encode() + "utf16".encode("utf-16-le"))
+    path = write(tmp_path, "u.txt", b"fine\n" + "utf16".encode("utf-16-le"))
     with pytest.raises(DataFormatError, match=where(path, 2) + r" NUL byte at byte offset 6; .*UTF-16"):
         read_unlabelled(path)
 
@@ -248,7 +277,7 @@ def test_nul_byte(tmp_path):
 def test_empty_text_cell_names_column(tmp_path):
     path = write(tmp_path, "r.tsv", "a\tb\tpositive\nc\t  \tnegative\n")
     with pytest.raises(DataFormatError, match=where(path, 2) + r" empty text pair in column 1; fill it in or remove the row"):
-        read_labelled(path, columns=Columns(text=0, text_pair=1, label=2), labels=LABELS)
+        read_labelled(path, columns=ColumnsConfig(text=0, text_pair=1, label=2), labels=LABELS)
 
 
 def test_csv_unclosed_quote_reports_record_start(tmp_path):
@@ -285,7 +314,7 @@ def test_parallel_files_of_different_lengths(tmp_path):
 def test_headerless_file_with_named_columns(tmp_path):
     path = write(tmp_path, "r.csv", "1,a,positive\n")
     with pytest.raises(DataFormatError, match=where(path, None) + r" column 'text' \(text\) is a name, but the file is read without a header"):
-        read_labelled(path, columns=Columns(), labels=LABELS, header=False)
+        read_labelled(path, columns=ColumnsConfig(), labels=LABELS, header=False)
 
 
 # --- real corpora (only where the shared data folder is checked out next to the repo) ------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import __version__
+from .bench.choices import MarcRow, MtRow, Pair, Variant
 from .errors import XdistillError
 
 app = typer.Typer(
@@ -33,15 +35,15 @@ _state = {"debug": False, "progress": True}
 ConfigOpt = typer.Option(..., "--config", "-c", help="YAML recipe (one file = one run).")
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set distill.temperature=4 (repeatable).")
 ForceOpt = typer.Option(False, "--force", help="Redo the stage even if it is already done for these settings.")
-ResumeOpt = typer.Option("never", "--resume", help="auto: continue the newest complete checkpoint of an interrupted run; never: start over.")
 
 
-def _set_resume(resume: str) -> None:
-    if resume not in ("auto", "never"):
-        raise XdistillError(f"--resume {resume!r}: use auto or never")
-    from .distill.fit import RESUME
+class Resume(str, Enum):
+    auto = "auto"
+    never = "never"
 
-    RESUME.set(resume == "auto")
+
+ResumeOpt = typer.Option(Resume.never, "--resume", help="auto: continue the newest complete checkpoint of an "
+                         "interrupted run (refused if it was started with other settings); never: start over.")
 
 
 def _version(value: bool) -> None:
@@ -90,26 +92,25 @@ def models_import(
 
 @teacher_app.command("train")
 def teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
-                  resume: str = ResumeOpt) -> None:
+                  resume: Resume = ResumeOpt) -> None:
     """Fine-tune the teacher on the source-language labels (saved to RUN_DIR/teacher)."""
-    from .pipeline import run_stage
+    from . import api
 
-    _set_resume(resume)
-    run_stage(_load(config, set_), "teacher", force=force, progress=_state["progress"], echo=typer.echo)
+    api.train_teacher(_load(config, set_), force=force, resume=resume is Resume.auto, progress=_state["progress"],
+                      echo=typer.echo)
 
 
 @mt_teacher_app.command("train")
 def translate_teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
-                            resume: str = ResumeOpt) -> None:
+                            resume: Resume = ResumeOpt) -> None:
     """Train the Marian-style translation teacher of mt.teacher_model on data.parallel (RUN_DIR/teacher)."""
-    from .pipeline import run_stage
+    from . import api
 
-    _set_resume(resume)
     cfg = _load(config, set_)
     if cfg.task != "translation":
         raise XdistillError(f"{config} has task {cfg.task!r}; translate-teacher is for task: translation "
                             "(use `xdistill teacher train` for classification)")
-    run_stage(cfg, "teacher", force=force, progress=_state["progress"], echo=typer.echo)
+    api.train_teacher(cfg, force=force, resume=resume is Resume.auto, progress=_state["progress"], echo=typer.echo)
 
 
 @app.command()
@@ -159,15 +160,24 @@ def translate(
 def export(
     model_dir: Path = typer.Argument(..., help="A trained model folder (a run's student/ or teacher/)."),
     format_: str = typer.Option(..., "--format", "-f", help="onnx (classifiers, sentence encoders) or ctranslate2 (translation)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export to (replaced only if every check passes)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export to (a new or empty folder, or an "
+                             "earlier export, which is replaced only if every check passes)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (dynamic quantization)."),
     eval_config: Optional[Path] = typer.Option(None, "--eval-config", help="Run config whose dev data gates the export."),
     max_drop: float = typer.Option(0.5, "--max-drop", min=0.0, help="Allowed loss in accuracy / chrF points."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Also write into a --out folder that holds other files: "
+                                   "the export goes next to them; files xdistill did not write are never deleted or "
+                                   "replaced (the export stops if one has a name it needs, e.g. config.json)."),
 ) -> None:
-    """Export for serving, with a parity check against PyTorch and, with --eval-config, an accuracy gate."""
+    """Export for serving, with a parity check against PyTorch and, with --eval-config, an accuracy gate.
+
+    --out is never emptied: an earlier export there is replaced (the files it wrote, no others); a folder
+    holding anything else is refused unless --overwrite.
+    """
     from .export.exporter import export_model
 
-    result = export_model(model_dir, format_, out, quantize=quantize, eval_config=eval_config, max_drop=max_drop)
+    result = export_model(model_dir, format_, out, quantize=quantize, eval_config=eval_config, max_drop=max_drop,
+                          overwrite=overwrite)
     typer.echo(f"exported {result.kind} model to {result.folder} ({result.format}"
                f"{', ' + result.quantize if result.quantize else ''}, {result.disk_mb:.1f} MB)")
     typer.echo(f"parity: {result.parity}")
@@ -214,22 +224,21 @@ def serve(
 
 @app.command()
 def distill(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
-            resume: str = ResumeOpt) -> None:
+            resume: Resume = ResumeOpt) -> None:
     """Distil a small student for the target languages (saved to RUN_DIR/student)."""
-    from .pipeline import run_stage
+    from . import api
 
-    _set_resume(resume)
     cfg = _load(config, set_)
     _require_teacher(cfg)
-    run_stage(cfg, "student", force=force, progress=_state["progress"], echo=typer.echo)
+    api.distill(cfg, force=force, resume=resume is Resume.auto, progress=_state["progress"], echo=typer.echo)
 
 
 @app.command()
 def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt) -> None:
     """Per-language metrics, size and speed of teacher and student; writes results.json, report.md, plots."""
-    from .pipeline import run_stage
+    from . import api
 
-    run_stage(_load(config, set_), "evaluate", force=True, progress=_state["progress"], echo=typer.echo)
+    api.evaluate(_load(config, set_), progress=_state["progress"], echo=typer.echo)
 
 
 @app.command()
@@ -237,13 +246,13 @@ def run(
     config: Path = typer.Argument(..., help="YAML recipe (one file = one run)."),
     set_: Optional[list[str]] = SetOpt,
     force: bool = typer.Option(False, "--force", help="Redo every stage."),
-    resume: str = ResumeOpt,
+    resume: Resume = ResumeOpt,
 ) -> None:
     """All stages (teacher, student, evaluate), skipping those already done for these settings."""
-    from .pipeline import run_all
+    from . import api
 
-    _set_resume(resume)
-    run_all(_load(config, set_), force=force, progress=_state["progress"], echo=typer.echo)
+    api.run(_load(config, set_), force=force, resume=resume is Resume.auto, progress=_state["progress"],
+            echo=typer.echo)
 
 
 @app.command()
@@ -253,15 +262,15 @@ def demo(
     set_: Optional[list[str]] = SetOpt,
 ) -> None:
     """The bundled trilingual sentiment demo: import e5, fine-tune it on English, distil, evaluate en/es/zh."""
+    from . import api
     from .config import BUILTIN_PREFIX
     from .models.e5_import import import_e5_small
-    from .pipeline import run_all
 
     if not (model_dir / "config.json").is_file():
         typer.echo(f"[demo] importing multilingual-e5-small into {model_dir}")
         import_e5_small(model_dir, progress=_state["progress"])
     overrides = [f"teacher.path={model_dir}", f"run_dir={run_dir}", *(set_ or [])]
-    run_all(_load(Path(BUILTIN_PREFIX + "demo"), overrides), progress=_state["progress"], echo=typer.echo)
+    api.run(_load(Path(BUILTIN_PREFIX + "demo"), overrides), progress=_state["progress"], echo=typer.echo)
 
 
 @bench_app.command("marc")
@@ -270,18 +279,17 @@ def bench_marc(
     quick: bool = typer.Option(False, "--quick", help="Subsets and one seed (under 10 minutes)."),
     seeds: int = typer.Option(3, "--seeds", min=1, max=5, help="Seeds per student row."),
     out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/marc[-quick].json)."),
-    variant: list[str] = typer.Option(["binary"], "--variant", help="binary and/or 5class (repeatable)."),
-    row: Optional[list[str]] = typer.Option(None, "--row", help="Only these student rows (repeatable)."),
+    variant: list[Variant] = typer.Option([Variant.binary], "--variant", help="Label set (repeatable)."),
+    row: Optional[list[MarcRow]] = typer.Option(None, "--row", help="Only these student rows (repeatable)."),
     work_dir: Path = typer.Option(Path("runs/bench-marc"), "--work-dir", help="Models and caches of the runs."),
     teacher: Path = typer.Option(Path("models/e5-small"), "--teacher", help="The e5 folder (imported if missing)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Student-side override for every row, e.g. student.layers=[0,1]."),
 ) -> None:
     """MARC en -> es/zh: teacher, no-KD student and distilled students in all transfer settings."""
-    from .bench.marc import ROWS, markdown_table, run_benchmark
+    from .bench.marc import markdown_table, run_benchmark
 
-    bad = [v for v in variant if v not in ("binary", "5class")] + [r for r in row or [] if r not in ROWS]
-    if bad:
-        raise XdistillError(f"unknown --variant/--row {bad}; variants: binary, 5class; rows: {', '.join(ROWS)}")
+    variant = [v.value for v in variant]
+    row = [r.value for r in row] if row else None
     out = out or Path("bench/results") / ("marc-quick.json" if quick else "marc.json")
     work = work_dir / ("quick" if quick else "full")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work, teacher_path=teacher, seeds=seeds,
@@ -312,25 +320,24 @@ def bench_embed(
 def bench_mt(
     data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding flores200/, wmt_newstest/, ..."),
     quick: bool = typer.Option(False, "--quick", help="Capped data and epochs (a smoke run; numbers are worse)."),
-    pair: list[str] = typer.Option(["en-es", "en-zh"], "--pair", help="en-es and/or en-zh (repeatable)."),
+    pair: list[Pair] = typer.Option([Pair.en_es, Pair.en_zh], "--pair", help="Language pair (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/mt[-quick].json)."),
     work_dir: Path = typer.Option(Path("runs/bench-mt"), "--work-dir", help="Models and caches of the runs."),
-    skip: Optional[list[str]] = typer.Option(None, "--skip", help="Leave out a student row, e.g. student-seqkd-wordkd "
+    skip: Optional[list[MtRow]] = typer.Option(None, "--skip", help="Leave out a student row, e.g. student-seqkd-wordkd "
                                                                   "(repeatable; a later run without it adds the row, "
                                                                   "reusing every finished stage)."),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="--no-speed: scores only (e.g. while another job "
                                "shares the CPU); a later run with --speed times the models, reusing the training."),
 ) -> None:
     """Translation: Apertium -> en-es student, trained teacher -> en-zh students, against reference-trained students."""
-    from .bench.mt import RECIPES, VARIANTS, markdown_table, run_benchmark
+    from .bench.mt import VARIANTS, markdown_table, run_benchmark
 
-    bad = [p for p in pair if p not in RECIPES]
-    if bad:
-        raise XdistillError(f"unknown --pair {bad}; choose from {', '.join(RECIPES)}")
+    pair = [p.value for p in pair]
+    skip = [s.value for s in skip or []]
     known = {v for p in pair for v in VARIANTS[p]}
-    bad = [v for v in skip or [] if v not in known]
+    bad = [v for v in skip if v not in known]
     if bad:
-        raise XdistillError(f"unknown --skip {bad}; the rows are {', '.join(sorted(known))}")
+        raise XdistillError(f"--skip {bad}: not a row of --pair {', '.join(pair)}; its rows are {', '.join(sorted(known))}")
     out = out or Path("bench/results") / ("mt-quick.json" if quick else "mt.json")
     results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"), pairs=pair,
                             quick=quick, skip=skip or [], speed=speed, progress=_state["progress"], echo=typer.echo)
@@ -383,7 +390,7 @@ def _require_teacher(cfg) -> None:
         if cfg.distill.use_teacher:
             load_teacher_translator(cfg)  # fails with what to run first when the teacher is missing
         return
-    from .distill.classify import teacher_dir
+    from .layout import teacher_dir
 
     folder = teacher_dir(cfg)
     if not (folder / "config.json").is_file():

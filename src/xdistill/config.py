@@ -1,25 +1,28 @@
 """Run configuration: one YAML file is one run.
 
 The YAML is loaded into typed dataclasses. Every key is checked: an unknown key is an error
-that names the key, the file and the closest valid key; a value of the wrong type is an error
-that names the flag. ``--set a.b=value`` overrides are parsed as YAML scalars and go through
-the same checks. Cross-field rules live in each dataclass's ``__post_init__``.
+that names the key, the file and the closest valid key; a key given twice is an error that names
+both lines; a value of the wrong type (or an infinite or NaN float) is an error that names the flag.
+``--set a.b=value`` overrides are parsed as YAML scalars and go through the same checks.
+Every field is documented where it is declared below (a comment above it or at the end of its line):
+this file is the reference for recipes. Cross-field rules live in each dataclass's ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
 from .errors import ConfigError
-from .models.decoding import Decoding
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -32,24 +35,38 @@ def _check(ok: bool, message: str) -> None:
 
 @dataclass
 class ColumnsConfig:
-    """Where each field is in the data files: a column name (header / JSONL key) or a 0-based index."""
+    """The ``data.columns:`` and ``embed.probe.columns:`` sections: where each field lives in a data file.
 
-    text: str | int = "text"
-    text_pair: str | int | None = None
-    label: str | int | None = "label"
-    lang: str | int | None = None
+    A column name (files with a header, JSONL keys) or a 0-based index (headerless CSV/TSV).
+    ``None`` means the file has no such column.
+
+    The one column spec: the config sections that name columns (``data.columns``,
+    ``embed.probe.columns``) hold it, and the readers (``xdistill.data.readers``) take it."""
+
+    text: str | int = "text"  # the text column
+    text_pair: str | int | None = None  # the second text of sentence-pair tasks (NLI, paraphrase); None: single texts
+    label: str | int | None = "label"  # the label column of labelled files (unlabelled files ignore it)
+    lang: str | int | None = None  # a per-row language code; None: the language the file is listed under
+    # A row id: with data.exclude_dev_ids, pool rows whose id is a dev row's are dropped; None: no ids.
     id: str | int | None = None
 
 
 @dataclass
 class ParallelConfig:
-    """Parallel text: one TSV (source column, target column) or two line-aligned files."""
+    """One item of ``data.parallel:``, ``embed.eval_retrieval:`` or ``mt.eval:``: parallel text.
 
-    path: str = ""
-    target_path: str | None = None
-    lang: str = ""
-    source_column: int | str = 0
-    target_column: int | str = 1
+    One TSV (source column, target column) or two line-aligned files (line N translates line N)."""
+
+    path: str = ""  # required: the TSV, or the source-side file with target_path (relative to data.dir)
+    target_path: str | None = None  # the line-aligned target-side file; None: path is a TSV holding both sides
+    lang: str = ""  # required: the language of the target (translation) side, e.g. es
+    # TSV columns of the two sides: 0-based indexes, or names when the file has a header row
+    # (read as one when both are names); unused with target_path.
+    source_column: int | str = 0  # the source (data.source_lang) side
+    target_column: int | str = 1  # the target (lang) side
+    # Keep N pairs (None: all): in data.parallel a seeded draw (data.sample_seed) after decontamination;
+    # in embed.eval_retrieval / mt.eval the first N (None there: mt.max_eval_pairs); decontamination
+    # still bans the whole file.
     max_pairs: int | None = None
     name: str | None = None  # how reports call it (translation test sets: flores, tatoeba, ...)
 
@@ -60,29 +77,49 @@ class ParallelConfig:
 
 @dataclass
 class DataConfig:
+    """The ``data:`` section: languages, labels and the data files of every task (paths relative to ``dir``)."""
+
+    # The folder every data path below is relative to (itself relative to the working directory);
+    # "builtin:" is the bundled demo data.
     dir: str = "."
-    source_lang: str = "en"
+    source_lang: str = "en"  # the teacher's language: labelled training data, the source side of parallel text
+    # The languages the student is evaluated in / transfers to; translation: exactly one (the output side).
     target_langs: list[str] = field(default_factory=list)
+    # Classification: the label names, >= 2, in class-id order (class i is labels[i]); a file label must be
+    # one of them after label_map.
     labels: list[str] = field(default_factory=list)
-    label_map: dict[str, str | None] = field(default_factory=dict)
-    ordinal: bool = False
-    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
-    header: bool | None = None
-    train: str = ""
+    label_map: dict[str, str | None] = field(default_factory=dict)  # raw file label -> a name in labels; null drops
+    ordinal: bool = False  # the labels are ordered (1..5 stars): also report MAE; allows select_metric: mae
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)  # where text, label, ... are in the data files
+    header: bool | None = None  # CSV/TSV files have a header row; None: yes when every column is given by name
+    train: str = ""  # classification, required: the labelled source-language training file
+    # Classification: {lang: labelled file}; per-epoch dev metrics and checkpoint selection (train.select_lang).
     dev: dict[str, str] = field(default_factory=dict)
-    test: dict[str, str] = field(default_factory=dict)
+    test: dict[str, str] = field(default_factory=dict)  # classification: {lang: labelled file} that evaluate scores
+    # {lang: file} of text without labels. Classification: target-language text the teacher soft-labels
+    # (distill.use_unlabelled); embedding: source-language text only, trained onto the teacher's embeddings.
     unlabelled: dict[str, str] = field(default_factory=dict)
+    # Classification: {lang: labelled target-language file}, read for distill.transfer semi / supervised only.
     target_labelled: dict[str, str] = field(default_factory=dict)
+    # Parallel text. Classification: the teacher reads the source side, the student the translation
+    # (distill.use_parallel); embedding: the training data; translation: the reference pairs.
     parallel: list[ParallelConfig] = field(default_factory=list)
-    exclude_dev_ids: bool = True
-    exclude_test_texts: bool = True
-    max_train: int | None = None
-    max_unlabelled: int | None = None
-    max_target_labelled: int | None = None
-    max_dev: int | None = None
-    max_test: int | None = None
+    # Classification leak checks on the pools (train, unlabelled, target_labelled, parallel): drop rows whose
+    # id (columns.id) is a dev row's id in the same language, and texts that occur in a data.test file.
+    exclude_dev_ids: bool = True  # drop pool rows that are dev rows, by id (rows without an id stay)
+    exclude_test_texts: bool = True  # drop pool texts found in a test file (NFKC, case and spaces ignored)
+    # Caps (None: everything), each a seeded draw of N rows (data.sample_seed); pools after the leak checks.
+    max_train: int | None = None  # rows of data.train
+    max_unlabelled: int | None = None  # rows of each data.unlabelled file (embedding: of the source text)
+    max_target_labelled: int | None = None  # rows of each data.target_labelled file (after k_per_class)
+    max_dev: int | None = None  # rows of each data.dev file
+    max_test: int | None = None  # rows of each data.test file
+    # Keep only the first N rows of each label of every dev file: a few-label run (k per class)
+    # selects on about k per class, as it would in practice, not on hundreds of labels.
+    dev_per_class: int | None = None
     # Subsets (max_*) are drawn with their own seed, so runs that differ only in the training
-    # seed see the same data and share cached teacher outputs.
+    # seed see the same data and share cached teacher outputs (embedding and translation runs
+    # also draw their held-out and dev pairs with it).
     sample_seed: int = 13
 
     def __post_init__(self) -> None:
@@ -98,12 +135,13 @@ class DataConfig:
             self.source_lang not in self.target_langs,
             f"data.target_langs must not contain the source language {self.source_lang!r}",
         )
-        for key in ("max_train", "max_unlabelled", "max_target_labelled", "max_dev", "max_test"):
+        for key in ("max_train", "max_unlabelled", "max_target_labelled", "max_dev", "max_test", "dev_per_class"):
             value = getattr(self, key)
             _check(value is None or value > 0, f"data.{key} must be > 0 or null, got {value}")
 
     def resolve(self, path: str) -> Path:
-        """Data paths are relative to ``data.dir``; ``builtin:`` means the bundled demo data."""
+        """Data paths are relative to ``data.dir`` (a relative ``data.dir`` to the working directory);
+        ``builtin:`` means the bundled demo data."""
         return resolve_path(path, self.dir)
 
     def check_classification(self) -> None:
@@ -117,22 +155,34 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """One training loop for every model xdistill trains (teacher fine-tuning and students)."""
+    """The ``train:`` section (the student) and ``teacher.train:`` (the teacher stage): one training loop.
 
-    epochs: float = 3.0
-    batch_size: int = 16
+    Every model xdistill trains goes through it: classification teacher fine-tuning and students,
+    embedding students, translation teachers and students."""
+
+    epochs: float = 3.0  # passes over the training data; fractions allowed (0.5 = half an epoch)
+    batch_size: int = 16  # examples per optimizer step (the global batch, split across processes)
+    # Classification: texts per forward pass when predicting dev/test sets and caching teacher outputs
+    # (the top-level train.eval_batch_size is the one read; embed / mt have their own).
     eval_batch_size: int = 64
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_clip: float = 1.0
-    max_steps: int | None = None
+    lr: float = 5e-5  # peak AdamW learning rate: linear warm-up, then linear decay to 0
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases and norm weights)
+    warmup_ratio: float = 0.1  # share of the optimizer steps spent warming the learning rate up, in [0, 1)
+    grad_clip: float = 1.0  # max gradient L2 norm; 0 turns clipping off
+    max_steps: int | None = None  # optimizer steps; None: epochs x batches per epoch (set, it overrides epochs)
+    # The dev metric that picks the saved checkpoint (best epoch): classification accuracy, macro_f1, mae
+    # (data.ordinal) or agreement (with the teacher, students only); translation chrf or bleu (the default
+    # accuracy becomes chrf there); embedding runs always select on the dev MSE to the teacher.
     select_metric: str = "accuracy"
+    # Classification: the dev language selection uses; None: data.source_lang; "targets": the mean over
+    # data.target_langs (each needs a data.dev file).
     select_lang: str | None = None
+    # Classification students: further copies selected on these languages (or "targets"), saved as
+    # RUN_DIR/student-selected-on-LANG/.
     also_select_langs: list[str] = field(default_factory=list)
-    log_every: int = 10
-    group_by_length: bool = True
-    seed: int | None = None
+    log_every: int = 10  # optimizer steps between loss records in metrics.jsonl
+    group_by_length: bool = True  # batches of similar-length examples (much less padding); False: plain shuffle
+    seed: int | None = None  # the training loop's seed (batch order, dropout); None: the top-level seed
     # Resume: a checkpoint (model, optimizer, scheduler, RNG states, data position) is written at
     # every epoch end and, with this set, every N optimizer steps; `--resume auto` continues from it.
     checkpoint_every: int | None = None
@@ -157,16 +207,37 @@ class TrainConfig:
 
 @dataclass
 class TeacherConfig:
+    """The ``teacher:`` section: the model the student learns from, and how the teacher stage trains it."""
+
+    # A local model folder (relative to the working directory). Classification: a Hugging Face encoder
+    # that gets a classification head and is fine-tuned on data.train (or, with finetune: false, an xdistill
+    # classifier folder or a fine-tuned HF ...ForSequenceClassification folder used as it is); embedding: a sentence-transformers or HF folder, or package:NAME,
+    # used as it is; translation: an HF seq2seq folder, or empty (with no command) for a teacher xdistill
+    # trains from data.parallel (mt.teacher_model). "random:tiny" builds a tiny random encoder
+    # (classification and embedding smoke runs).
     path: str = ""
-    # Translation only: a black-box teacher, a shell command that reads source lines on stdin and
-    # writes one translation per line on stdout (e.g. "apertium -u eng-spa").
+    # Translation only: a black-box teacher, a command that reads source lines on stdin and writes
+    # one translation per line on stdout (e.g. "apertium -u eng-spa"); it runs through /bin/sh only
+    # when it uses shell syntax (pipes, redirects, $VARS, ...).
     command: str | None = None
+    # Token states -> sentence vector: mean over tokens or the first ([CLS]) token. Classification:
+    # the input of the head; embedding: used only when the teacher folder records no pooling.
     pooling: Literal["mean", "cls"] = "mean"
+    # Prepended to every input text (e5: "query: "). Classification: saved with the teacher and used by
+    # the student too; embedding: "" means the teacher folder's own prefix.
     text_prefix: str = ""
+    # Tokens per input, longer ones truncated (8..8192): the teacher's, the student's unless
+    # student.max_length, and embed.references'; translation uses mt.max_length instead.
     max_length: int = 128
-    dropout: float = 0.1
+    dropout: float = 0.1  # classification: dropout before the classification head (teacher and student)
+    # Classification: fine-tune teacher.path into RUN_DIR/teacher; false: teacher.path is already a
+    # fine-tuned xdistill classifier, or an HF sequence-classification folder whose id2label names match
+    # data.labels (ignoring case and order; its logits are reordered to data.labels), used as it is.
     finetune: bool = True
+    # Classification: keep the word embeddings fixed while fine-tuning on source labels (keeps zero-shot
+    # transfer; less optimizer memory).
     freeze_embeddings: bool = True
+    # The teacher stage's training loop: classification fine-tuning, the translation teacher xdistill trains.
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -175,18 +246,26 @@ class TeacherConfig:
 
 @dataclass
 class StudentConfig:
+    """The ``student:`` section: the classification or embedding student (translation: ``mt.student``)."""
+
+    # teacher: copy `layers` of the teacher (or of `base`) with their weights; random: random weights in
+    # the same architecture, sized by num_layers, hidden_size, num_heads, ffn_size.
     init: Literal["teacher", "random"] = "teacher"
-    layers: list[int] = field(default_factory=lambda: [0, 6, 11])
-    num_layers: int | None = None
-    hidden_size: int | None = None
-    num_heads: int | None = None
-    ffn_size: int | None = None
+    layers: list[int] = field(default_factory=lambda: [0, 6, 11])  # init teacher: 0-based layers to copy, in order
+    num_layers: int | None = None  # init random, required: the number of layers (unused with init teacher)
+    hidden_size: int | None = None  # init random: the width; None: the teacher's
+    num_heads: int | None = None  # init random: attention heads (must divide hidden_size); None: the teacher's
+    ffn_size: int | None = None  # init random: the feed-forward width; None: 4 x hidden_size
     # The model whose layers and vocabulary initialise the student when it is not the teacher
     # (embedding runs: an English-only teacher, a multilingual base such as models/e5-small).
     base: str | None = None
+    # Keep only the vocabulary pieces that occur in the student's training text, every language
+    # (e5-small: 96M of its 117M parameters are word embeddings).
     trim_vocab: bool = True
+    # With trim_vocab: keep a piece only if it occurs at least N times (special and single-character
+    # pieces are always kept).
     vocab_min_count: int = 1
-    max_length: int | None = None
+    max_length: int | None = None  # tokens per student input; None: teacher.max_length
 
     def __post_init__(self) -> None:
         if self.init == "teacher":
@@ -213,20 +292,30 @@ class StudentConfig:
 
 @dataclass
 class DistillConfig:
+    """The ``distill:`` section: the classification student's losses and data (translation reads only use_teacher)."""
+
+    # unsupervised: no target labels (source labels + teacher soft labels on target text and parallel
+    # pairs); semi: + k_per_class labels per class from data.target_labelled; supervised: + all of them.
     transfer: Literal["unsupervised", "semi", "supervised"] = "unsupervised"
+    # false: the no-distillation baseline, hard labels only, as many optimizer steps as the distilled
+    # student (translation: trained on the references alone).
     use_teacher: bool = True
-    temperature: float = 2.0
-    alpha: float = 0.5
+    temperature: float = 2.0  # softmax temperature T of the soft targets (the KL is scaled by T^2)
+    alpha: float = 0.5  # loss = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher || student), in [0, 1]
+    # Hidden-state MSE on the layer_map pairs (a learned projection when the widths differ); 0: off.
+    # Costs a teacher forward pass per batch; applies where teacher and student read the same tokens.
     hidden_weight: float = 0.0
     # MSE between the student's and the teacher's pooled sentence embeddings (cached with the
     # logits, so unlike hidden/attention losses it costs no teacher forward pass during training).
     embedding_weight: float = 0.0
-    attention_weight: float = 0.0
+    attention_weight: float = 0.0  # attention-map KL on the layer_map pairs (both > 0); 0: off
+    # [[student, teacher], ...] hidden-state indices (0: the embeddings, i: the output of layer i);
+    # None: a copied student mirrors student.layers, a random one spreads over the teacher uniformly.
     layer_map: list[list[int]] | None = None
-    k_per_class: int = 16
-    use_source: bool = True
-    use_unlabelled: bool = True
-    use_parallel: bool = True
+    k_per_class: int = 16  # transfer semi: the first k rows of each label of every data.target_labelled file
+    use_source: bool = True  # train on data.train (labels + soft labels); always on without the teacher
+    use_unlabelled: bool = True  # teacher soft labels on data.unlabelled (teacher and student read the same text)
+    use_parallel: bool = True  # data.parallel: the teacher reads the source side, the student the translation
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"distill.temperature must be > 0, got {self.temperature}")
@@ -250,10 +339,14 @@ class DistillConfig:
 
 @dataclass
 class EvaluateConfig:
-    split: Literal["test", "dev"] = "test"
+    """The ``evaluate:`` section: what the evaluate stage scores and how it times the models."""
+
+    split: Literal["test", "dev"] = "test"  # classification: score the data.test or the data.dev files
+    # Time every model: latency at batch 1 and throughput at batch 32 (translation: sentences and
+    # tokens/s at batch 32, greedy and beam); false: quality metrics only.
     speed: bool = True
-    threads: int = 2
-    repeats: int = 5
+    threads: int = 2  # CPU threads the speed measurement runs on
+    repeats: int = 5  # timed calls per batch size (after warm-up calls); the median is reported
 
     def __post_init__(self) -> None:
         _check(self.threads > 0, f"evaluate.threads must be > 0, got {self.threads}")
@@ -262,17 +355,21 @@ class EvaluateConfig:
 
 @dataclass
 class ProbeConfig:
-    """Downstream transfer check of an embedding model: a logistic regression trained on embeddings
-    of labelled source-language texts, applied to each language's test file."""
+    """The ``embed.probe:`` section: a downstream transfer check of an embedding model.
 
+    A logistic regression trained on embeddings of labelled source-language texts, applied to each
+    language's test file. Paths are relative to ``data.dir``; draws use ``data.sample_seed``."""
+
+    # Required: the labelled source-language file (rows whose text is in a probe test file are dropped).
     train: str = ""
+    # Required: {lang: labelled file}; these texts are also kept out of the embedding training data.
     test: dict[str, str] = field(default_factory=dict)
-    labels: list[str] = field(default_factory=list)
-    label_map: dict[str, str | None] = field(default_factory=dict)
-    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
-    header: bool | None = None
-    max_train: int | None = None
-    max_test: int | None = None
+    labels: list[str] = field(default_factory=list)  # required, >= 2: the label names, in class-id order
+    label_map: dict[str, str | None] = field(default_factory=dict)  # raw file label -> a name in labels; null drops
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)  # only text and label are read
+    header: bool | None = None  # CSV/TSV files have a header row; None: yes when the columns are names
+    max_train: int | None = None  # a seeded draw of N training rows; None: all
+    max_test: int | None = None  # a seeded draw of N rows of each test file; None: all
     c: float = 1.0  # inverse regularisation strength of the logistic regression
 
     def __post_init__(self) -> None:
@@ -290,12 +387,14 @@ class ProbeConfig:
 
 @dataclass
 class ReferenceModelConfig:
-    """A model evaluated next to teacher and student for comparison (e.g. multilingual-e5-small)."""
+    """One ``embed.references.<name>:`` entry: a model evaluated next to teacher and student.
 
-    path: str = ""
+    For comparison, e.g. multilingual-e5-small; ``<name>`` is its name in the report."""
+
+    path: str = ""  # required: a sentence-transformers / HF folder or package:NAME (relative to the working dir)
     text_prefix: str | None = None  # None: the folder's own (xdistill_model.json), else none
-    pooling: Literal["mean", "cls"] | None = None
-    normalize: bool | None = None
+    pooling: Literal["mean", "cls"] | None = None  # None: the folder's own, else mean
+    normalize: bool | None = None  # L2-normalise the embeddings; None: as the folder says (else not)
 
     def __post_init__(self) -> None:
         _check(bool(self.path), "embed.references.<name>.path is required")
@@ -303,24 +402,29 @@ class ReferenceModelConfig:
 
 @dataclass
 class EmbedConfig:
-    """Sentence-embedding distillation (``task: embedding``): what is held out and how it is evaluated."""
+    """The ``embed:`` section (``task: embedding`` only): what is held out, the losses, the evaluation."""
 
     # Translation retrieval sets (FLORES-200 devtest): both sides of every pair are also removed
     # from the training data (decontamination).
     eval_retrieval: list[ParallelConfig] = field(default_factory=list)
     # Per target language, pairs taken out of the training data: `heldout_pairs` for the reported
     # MSE to the teacher, `dev_pairs` for per-epoch dev metrics and checkpoint selection.
-    heldout_pairs: int = 500
-    dev_pairs: int = 200
+    heldout_pairs: int = 500  # per target language, >= 0: for the reported MSE to the teacher
+    dev_pairs: int = 200  # per target language, >= 0: for dev metrics and checkpoint selection
+    # Drop every training pair or source text that occurs in an evaluation set (eval_retrieval, the
+    # probe's test files; compared NFKC, case-folded, whitespace collapsed); false: no such check.
     decontaminate: bool = True
+    # L2-normalise the teacher's embeddings, and so the student's (it follows the teacher):
     normalize: bool | None = None  # None: as the teacher folder says (sentence-transformers Normalize)
+    # Prepended to every student input (e.g. "query: " with an e5 base); its pieces survive trim_vocab.
     student_prefix: str = ""
     # Optional in-batch translation ranking term added to the MSE (0 = the plain MSE recipe).
     ranking_weight: float = 0.0
-    ranking_scale: float = 20.0
-    probe: ProbeConfig | None = None
+    ranking_scale: float = 20.0  # the ranking term's scale on cosine similarities (an inverse temperature)
+    probe: ProbeConfig | None = None  # the linear-probe transfer check; None: no probe
+    # {name: model} evaluated next to teacher and student; the names teacher and student are taken.
     references: dict[str, ReferenceModelConfig] = field(default_factory=dict)
-    eval_batch_size: int = 64
+    eval_batch_size: int = 64  # texts per forward pass: teacher embeddings, dev metrics, evaluation
 
     def __post_init__(self) -> None:
         for key in ("heldout_pairs", "dev_pairs"):
@@ -335,15 +439,16 @@ class EmbedConfig:
 
 @dataclass
 class MonolingualConfig:
-    """Source-language text without translations: the black-box or trained teacher translates it."""
+    """One item of ``mt.monolingual:``: source-language text without translations; the teacher translates it."""
 
-    path: str = ""
+    path: str = ""  # required: the file, relative to data.dir
+    # None: column 0 (csv/tsv; a JSONL file needs the key name).
     column: str | int | None = None  # csv/tsv/jsonl: the text column; .txt: one text per line
-    header: bool | None = None
+    header: bool | None = None  # csv/tsv has a header row; None: yes when column is a name
     # None: from the extension, and plain text (one sentence per line) for names like
     # newstest2010.en or eng_Latn.devtest that have no csv/tsv/jsonl/txt extension.
     format: Literal["csv", "tsv", "jsonl", "txt"] | None = None
-    max_lines: int | None = None
+    max_lines: int | None = None  # a seeded draw of N distinct lines after decontamination; None: all
 
     def __post_init__(self) -> None:
         _check(bool(self.path), "mt.monolingual[].path is required")
@@ -353,8 +458,10 @@ class MonolingualConfig:
 
 @dataclass
 class Seq2SeqArchConfig:
-    """A translation model: a Marian-style transformer built from these sizes (``MarianMTModel``),
-    or, with ``init_encoder``, a BART warm-started from a pretrained BERT-style encoder.
+    """The ``mt.student:`` and ``mt.teacher_model:`` sections: the architecture of a translation model.
+
+    A Marian-style transformer built from these sizes (``MarianMTModel``), or, with ``init_encoder``,
+    a BART warm-started from a pretrained BERT-style encoder.
 
     ``init_encoder``: a folder or ``package:NAME`` (e.g. ``models/e5-small``); its trimmed vocabulary,
     embeddings and ``encoder_layer_ids`` (all when empty) become the encoder, and the sizes above
@@ -363,17 +470,17 @@ class Seq2SeqArchConfig:
     the decoder only (the encoder and the shared embeddings stay as loaded): much cheaper per step.
     """
 
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    d_model: int = 256
-    ffn_size: int = 1024
-    heads: int = 4
-    dropout: float = 0.1
-    max_positions: int = 256
-    init_encoder: str = ""
-    encoder_layer_ids: list[int] = field(default_factory=list)
-    decoder_layer_ids: list[int] = field(default_factory=list)
-    freeze_encoder: bool = False
+    encoder_layers: int = 3  # from scratch only (warm-started: the number of encoder_layer_ids)
+    decoder_layers: int = 3  # decoder layers (with decoder_layer_ids: their number instead)
+    d_model: int = 256  # the model width, from scratch only (warm-started: the encoder's)
+    ffn_size: int = 1024  # feed-forward width (warm-started: the decoder's, unless decoder_layer_ids)
+    heads: int = 4  # attention heads, must divide d_model (warm-started: the decoder's, unless decoder_layer_ids)
+    dropout: float = 0.1  # dropout in every layer, in [0, 1)
+    max_positions: int = 256  # learned positions, from scratch only (at least mt.max_length + 2 are made)
+    init_encoder: str = ""  # a BERT-style encoder folder or package:NAME to warm-start from; "": from scratch
+    encoder_layer_ids: list[int] = field(default_factory=list)  # 0-based init_encoder layers to copy; []: all
+    decoder_layer_ids: list[int] = field(default_factory=list)  # init_encoder layers that start the decoder; []: random
+    freeze_encoder: bool = False  # train the decoder only (encoder and shared embeddings stay as loaded)
 
     def __post_init__(self) -> None:
         _check(bool(self.init_encoder) or not (self.encoder_layer_ids or self.decoder_layer_ids or self.freeze_encoder),
@@ -386,8 +493,60 @@ class Seq2SeqArchConfig:
 
 
 @dataclass
+class Decoding:
+    """The ``mt.decoding:`` section: how a translation model decodes (a length bound, a repetition guard).
+
+    Small, briefly trained translation models fall into loops ("no no no no ..."). Left alone, one
+    looping sentence keeps its whole batch decoding until ``max_length``: the scores count the loop
+    as output and the speed measures the loop. Two standard guards, applied the same way to every
+    neural model xdistill decodes (PyTorch teacher, student and the CTranslate2 export):
+
+    - a length bound per batch, ``ceil(length_ratio * longest source + length_extra)`` target tokens,
+      capped by the model's ``max_length`` (fairseq's ``--max-len-a`` / ``--max-len-b``);
+    - ``no_repeat_ngram_size``: no n-gram twice in one output (``generate`` and CTranslate2 both
+      implement it); 0 turns it off. ``repetition_penalty`` (CTRL, Keskar et al. 2019) is the
+      softer alternative; 1.0 turns it off.
+
+    The settings are saved with every translation model in ``xdistill_model.json`` (``decoding``) and
+    its ``generation_config.json`` (the n-gram guard and penalty, so ``from_pretrained(...).generate``
+    uses them too).
+    """
+
+    length_ratio: float = 1.5  # target tokens per token of the batch's longest source, > 0 (--max-len-a)
+    length_extra: int = 10  # target tokens added to that bound, >= 0 (--max-len-b)
+    no_repeat_ngram_size: int = 0  # no n-gram of this size twice in one output; 0: off
+    repetition_penalty: float = 1.0  # CTRL penalty on tokens already generated, >= 1.0; 1.0: off
+
+    def __post_init__(self) -> None:
+        if self.length_ratio <= 0:
+            raise ConfigError(f"mt.decoding.length_ratio must be > 0, got {self.length_ratio}")
+        if self.length_extra < 0:
+            raise ConfigError(f"mt.decoding.length_extra must be >= 0, got {self.length_extra}")
+        if self.no_repeat_ngram_size < 0:
+            raise ConfigError(f"mt.decoding.no_repeat_ngram_size must be >= 0 (0 = off), "
+                              f"got {self.no_repeat_ngram_size}")
+        if self.repetition_penalty < 1.0:
+            raise ConfigError(f"mt.decoding.repetition_penalty must be >= 1.0 (1.0 = off), "
+                              f"got {self.repetition_penalty}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> Decoding:
+        """From a saved ``decoding`` entry; keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (raw or {}).items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def max_new_tokens(self, source_lengths: Sequence[int], cap: int) -> int:
+        """Target tokens a batch may produce: tied to its longest source, never above ``cap``."""
+        longest = max(source_lengths, default=0)
+        return max(1, min(cap, math.ceil(self.length_ratio * longest + self.length_extra)))
+
+
+@dataclass
 class TranslateConfig:
-    """Machine translation (``task: translation``): seq-KD / word-KD from any teacher into a small student.
+    """The ``mt:`` section (``task: translation`` only): seq-KD / word-KD from any teacher into a small student.
 
     The teacher is ``teacher.command`` (a black box), ``teacher.path`` (a local seq2seq folder) or,
     with neither, a Marian-style model xdistill trains in the teacher stage from ``data.parallel``.
@@ -398,23 +557,27 @@ class TranslateConfig:
     # Test sets (never trained on: both sides are removed from every training source first).
     eval: list[ParallelConfig] = field(default_factory=list)
     dev_pairs: int = 200  # reference pairs held out for per-epoch chrF and checkpoint selection
+    # Drop every training pair or monolingual sentence whose source or target side occurs in an mt.eval set.
     decontaminate: bool = True
     seqkd: bool = True  # train on the teacher's translations of every training source
     # With a teacher: also train on the reference translations of data.parallel. Without one
     # (distill.use_teacher: false, the reference baseline) the references are the training data.
     use_references: bool = True
+    # loss = (1 - w) * CE + w * T^2 * KL, in [0, 1]; 0: off; needs teacher.path or a teacher xdistill trains.
     word_kd_weight: float = 0.0  # token-level KL to a white-box teacher sharing the vocabulary
-    word_kd_temperature: float = 1.0
+    word_kd_temperature: float = 1.0  # the softmax temperature T of that KL, > 0
     label_smoothing: float = 0.1  # on the token cross-entropy (standard for transformer MT)
     teacher_beam: int = 4  # beam size of the teacher's seq-KD translations
     eval_beam: int = 4  # beam size for the reported test scores and speed (teacher and student)
     max_length: int = 128  # tokens, source and target
     vocab_size: int = 8000  # the student's tokenizer, trained on its training corpus (joint en+target)
-    student: Seq2SeqArchConfig = field(default_factory=Seq2SeqArchConfig)
+    student: Seq2SeqArchConfig = field(default_factory=Seq2SeqArchConfig)  # the student's architecture
+    # The teacher xdistill trains when neither teacher.path nor teacher.command is set.
     teacher_model: Seq2SeqArchConfig = field(default_factory=lambda: Seq2SeqArchConfig(
         encoder_layers=6, decoder_layers=3, d_model=384, ffn_size=1536, heads=6))
     command_batch_size: int = 256  # lines per call of a black-box teacher command
     command_timeout_s: float = 300.0  # per call; a hung command fails with a clear error
+    # Sentences per decoding batch: a folder teacher's seq-KD translations, dev chrF, test sets (speed: 32).
     eval_batch_size: int = 32
     max_eval_pairs: int | None = None  # first N pairs of each test set (quick runs)
     # Length bound and repetition guard of every neural decode (seq-KD, dev, test, speed); saved with the models.
@@ -436,19 +599,27 @@ class TranslateConfig:
 
 @dataclass
 class RunConfig:
-    data: DataConfig
-    teacher: TeacherConfig
-    name: str = "run"
+    """The top level of a run's YAML: the run's own keys and one entry per section (data:, teacher:, ...)."""
+
+    data: DataConfig  # required section
+    teacher: TeacherConfig  # required section
+    name: str = "run"  # a label for the run, kept in its saved config (files go to run_dir)
+    # Which pipeline runs: a classifier (labels), a sentence encoder (parallel text), a translator.
     task: Literal["classification", "embedding", "translation"] = "classification"
+    # Where models, logs, results and reports go (relative to the working directory); one process at a time.
     run_dir: str = "runs/run"
+    # Shared across runs (relative to the working directory): cached teacher outputs and translations,
+    # keyed by teacher weights + inputs + settings, resumable after a kill; random: teachers; file fingerprints.
     cache_dir: str = ".xdistill-cache"
+    # Seeds heads, projections and random students before training, every training loop without its own
+    # train.seed, random: teachers and the probe; data draws use data.sample_seed.
     seed: int = 13
-    student: StudentConfig = field(default_factory=StudentConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    embed: EmbedConfig = field(default_factory=EmbedConfig)
-    mt: TranslateConfig = field(default_factory=TranslateConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)  # classification and embedding
+    distill: DistillConfig = field(default_factory=DistillConfig)  # classification (translation: use_teacher)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the student's training loop, every task
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # every task
+    embed: EmbedConfig = field(default_factory=EmbedConfig)  # task: embedding only
+    mt: TranslateConfig = field(default_factory=TranslateConfig)  # task: translation only
 
     def __post_init__(self) -> None:
         if self.task == "translation":
@@ -460,6 +631,13 @@ class RunConfig:
             self._check_embedding()
         else:
             self.data.check_classification()
+            # A metric the dev evaluation never reports would select nothing, and no student would be saved.
+            for flag, train, extra in (("train", self.train, ("agreement",)), ("teacher.train", self.teacher.train, ())):
+                allowed = ("accuracy", "macro_f1", *(("mae",) if self.data.ordinal else ()), *extra)
+                _check(train.select_metric in allowed,
+                       f"task is 'classification': {flag}.select_metric must be one of {', '.join(allowed)}, "
+                       f"got {train.select_metric!r}" + (" (mae needs data.ordinal: true)"
+                                                          if train.select_metric == "mae" else ""))
         langs = self.data.languages
         if self.distill.transfer in ("semi", "supervised"):
             missing = [lang for lang in self.data.target_langs if lang not in self.data.target_labelled]
@@ -579,6 +757,40 @@ def resolve_path(path: str, base: str | Path = ".") -> Path:
     return p if p.is_absolute() else Path(base).expanduser() / p
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one YAML mapping; plain YAML would keep the last one silently."""
+
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark, is_block: bool):
+        self.key, self.first, self.again = key, first, again
+        self.fix = "merge the two blocks" if is_block else "keep one of the two values"
+        super().__init__(f"duplicate key {str(key)!r}")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in a mapping, at any nesting level (a second
+    ``distill:`` block would otherwise replace the first). ``<<`` merge keys still override."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader's own error reports it
+                continue
+            if first is not key_node:
+                raise DuplicateKeyError(key, first.start_mark, key_node.start_mark,
+                                        isinstance(value_node, yaml.MappingNode))
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that raises ``DuplicateKeyError`` for a key given twice in one mapping."""
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
 def builtin_recipe(name: str) -> Path:
     return package_dir() / "recipes" / f"{name}.yaml"
 
@@ -591,7 +803,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}, line {exc.again.line + 1}: duplicate key {str(exc.key)!r} "
+                          f"(first at line {exc.first.line + 1}); {exc.fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -610,7 +825,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         # A value that came from --set is wrong there, not in the file: say so.
         for item in overrides or []:
             key = item.partition("=")[0].strip()
-            if str(exc).startswith(key + " ") or f" {key} " in str(exc):
+            if str(exc).startswith((key + " ", key + ".", key + "[")) or f" {key} " in str(exc):
                 raise ConfigError(f"{exc} (the value comes from --set {item})") from None
         raise
 
@@ -622,7 +837,9 @@ def apply_override(raw: dict, item: str, source: str | Path) -> None:
     key, _, value_text = item.partition("=")
     keys = key.strip().split(".")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = load_yaml(value_text) if value_text.strip() else ""
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"--set {item}: duplicate key {str(exc.key)!r} in the value; {exc.fix}") from None
     except yaml.YAMLError:
         value = value_text
     # Check the key path against the schema now, so a typo names the --set flag, not the file.
@@ -710,6 +927,8 @@ def _convert(tp: Any, value: Any, flag: str, source: str) -> Any:
         for arg in members:
             try:
                 return _convert(arg, value, flag, source)
+            except _NotFinite:
+                raise
             except ConfigError as exc:
                 errors.append(exc)
         raise _type_error(flag, tp, value, source)
@@ -729,9 +948,18 @@ def _convert(tp: Any, value: Any, flag: str, source: str) -> Any:
     if tp is Any:
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string; it is a number here
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(flag, tp, value, source)
-        return float(value)
+        # YAML reads .inf and .nan as floats; no setting means infinity, and NaN fails no `<` check.
+        try:
+            number = float(value)
+        except OverflowError:  # an int with hundreds of digits
+            number, value = math.inf, "an integer too large for a float"
+        if not math.isfinite(number):
+            raise _NotFinite(f"{flag} must be a finite number, got {value} in {source}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _type_error(flag, tp, value, source)
@@ -750,6 +978,14 @@ def _convert(tp: Any, value: Any, flag: str, source: str) -> Any:
     if value is None and tp is type(None):
         return None
     raise _type_error(flag, tp, value, source)
+
+
+# Scientific notation without a dot (1e-5): a float, though YAML 1.1 reads it as text.
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class _NotFinite(ConfigError):
+    """A float field got inf or nan (raised as is through ``X | None`` unions)."""
 
 
 def _is_instance(value: Any, tp: Any) -> bool:

@@ -102,7 +102,7 @@ def model_card(info: dict[str, Any], *, config: dict[str, Any] | None = None, re
         lines.append(f"- **Distillation:** transfer `{d.get('transfer')}`, temperature {d.get('temperature')}, "
                      f"alpha {d.get('alpha')}, hidden/attention/embedding weights {d.get('hidden_weight')}/"
                      f"{d.get('attention_weight')}/{d.get('embedding_weight')}" if kind == "classifier" else
-                     f"- **Distillation:** see `made_with` in `xdistill_model.json` and the run's `config.yaml`")
+                     "- **Distillation:** see `made_with` in `xdistill_model.json` and the run's `config.yaml`")
         licences = data_licences(_paths(config))
         if licences:
             lines += ["", "## Training data and licences", ""] + [f"- {x}" for x in licences]

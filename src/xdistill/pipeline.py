@@ -7,15 +7,36 @@ distillation and evaluation but reuses the fine-tuned teacher.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
+import fnmatch
 import hashlib
 import json
 import logging
+import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from .config import RunConfig, dump_config
+from .config import RunConfig, dump_config, resolve_path
+from .distill.classify import distill_student, train_teacher
+from .distill.embed import distill_embedding
+from .distill.fit import RESUME, seed_everything
+from .distill.translate import distill_translation, teacher_kind, train_translation_teacher
+from .distributed import barrier, is_main
+from .errors import ConfigError, XdistillError
+from .evaluate.embed_eval import evaluate_embedding_run
+from .evaluate.embed_report import embedding_tables
+from .evaluate.mt_eval import evaluate_translation_run, translation_report
+from .evaluate.report import comparison_table
+from .evaluate.run_eval import evaluate_run
+from .fingerprints import FileDigests
 from .io_utils import atomic_write_json, atomic_write_text
+from .layout import student_dir, teacher_dir
+from .model_card import write_model_card
+from .models.folder import read_model_info
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +63,44 @@ MT_STAGE_SECTIONS = {"teacher": ("mt.teacher_model", "mt.max_length", "mt.dev_pa
                                  "mt.eval", "mt.vocab_size", "mt.separate_vocabs"),
                      "student": ("mt",)}
 
-
-# Keys added after runs already existed, with their defaults: they hash only when set otherwise,
-# so those runs keep their hashes (and are not redone just because xdistill learned an option).
-_ADDED_TRAIN_KEYS = {"checkpoint_every": None, "deterministic": False}
-
-
-def _drop_unset_additions(full: dict[str, Any]) -> None:
-    if full["teacher"].get("command") is None:
-        full["teacher"].pop("command", None)
-    for train in (full["train"], full["teacher"]["train"]):
-        for key, default in _ADDED_TRAIN_KEYS.items():
-            if train.get(key, default) == default:
-                train.pop(key, None)
-    for par in full["data"]["parallel"]:
-        if par.get("name") is None:
-            par.pop("name", None)
-    if full["mt"].get("separate_vocabs") is False:
-        full["mt"].pop("separate_vocabs")
+# The config values that name files or folders a stage reads (``[]`` = every item of a list,
+# ``*`` = every value of a mapping). Data files resolve against data.dir, models against the
+# working directory. Their content fingerprints are part of the stage hash: edited data redoes
+# the stages that read it.
+STAGE_INPUTS = {
+    "teacher": ("data.train", "data.dev.*", "data.test.*", "data.unlabelled.*", "data.target_labelled.*",
+                "data.parallel[].path", "data.parallel[].target_path", "teacher.path",
+                "mt.eval[].path", "mt.eval[].target_path", "mt.teacher_model.init_encoder"),
+    "student": ("student.base", "mt.monolingual[].path", "mt.student.init_encoder",
+                "embed.eval_retrieval[].path", "embed.eval_retrieval[].target_path"),
+    "evaluate": ("embed.probe.train", "embed.probe.test.*", "embed.references.*.path"),
+}
+_MODEL_KEYS = {"teacher.path", "student.base", "mt.student.init_encoder", "mt.teacher_model.init_encoder",
+               "embed.references.*.path"}
 
 
-# Keys that _drop_unset_additions may remove: a stage hashes them only when they are set.
-_OPTIONAL_KEYS = {"mt.separate_vocabs"}
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node and all(isinstance(k, str) for k in node):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
 
 
-def stage_hash(cfg: RunConfig, stage: str) -> str:
-    full = cfg.to_dict()
-    _drop_unset_additions(full)
+def _defaults() -> dict[str, Any]:
+    """Every config key's default value, flattened (``train.lr`` -> 1e-4)."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        else:  # a section: its dataclass built from its own defaults
+            out.update(_flatten(dataclasses.asdict(hints[f.name]()), f"{f.name}."))
+    return out
+
+
+def _stage_sections(cfg: RunConfig, stage: str) -> list[str]:
     sections: list[str] = []
     for name in STAGES:
         sections.extend(STAGE_SECTIONS[name])
@@ -78,28 +110,81 @@ def stage_hash(cfg: RunConfig, stage: str) -> str:
             sections.extend(MT_STAGE_SECTIONS.get(name, ()))
         if name == stage:
             break
-    sections = [s for s in sections if s not in _OPTIONAL_KEYS or _present(full, s)]
-    payload = json.dumps({s: _lookup(full, s) for s in sections}, sort_keys=True, default=str)
+    return sections
+
+
+def _input_paths(cfg: RunConfig, stage: str) -> dict[str, Path]:
+    """The files and folders the stages up to ``stage`` read, by the config key that names them."""
+    full = cfg.to_dict()
+    found: dict[str, Path] = {}
+    for name in STAGES:
+        for pattern in STAGE_INPUTS[name]:
+            for key, value in _expand(full, pattern.split("."), ""):
+                if not isinstance(value, str) or not value or ":" in value.split("/")[0]:
+                    continue  # unset, or not a path (random:tiny, package:..., builtin models)
+                as_model = any(_matches(key, m) for m in _MODEL_KEYS)
+                found[key] = resolve_path(value) if as_model else cfg.data.resolve(value)
+        if name == stage:
+            break
+    return found
+
+
+def _expand(node: Any, parts: list[str], prefix: str):
+    if not parts:
+        yield prefix.rstrip("."), node
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        for key, value in (node or {}).items():
+            yield from _expand(value, rest, f"{prefix}{key}.")
+    elif head.endswith("[]"):
+        for i, item in enumerate((node or {}).get(head[:-2]) or []):
+            yield from _expand(item, rest, f"{prefix}{head[:-2]}[{i}].")
+    elif isinstance(node, dict) and head in node:
+        yield from _expand(node[head], rest, f"{prefix}{head}.")
+
+
+def _matches(key: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(key.replace("[", "<").replace("]", ">"), pattern.replace("[]", "<*>"))
+
+
+def stage_settings(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    """What a stage's output depends on: the config values of its sections (and earlier stages')
+    that differ from their defaults, and a content fingerprint of every input file.
+
+    Only non-default values count, so a new option with a default leaves existing runs' hashes
+    as they were, without a list of exceptions to keep.
+    """
+    defaults = _defaults()
+    sections = _stage_sections(cfg, stage)
+    flat = _flatten(cfg.to_dict())
+    settings = {key: value for key, value in flat.items()
+                if any(key == s or key.startswith(s + ".") for s in sections)
+                and (key not in defaults or _plain(value) != _plain(defaults[key]))}
+    digests = FileDigests(Path(cfg.cache_dir) / "fingerprints.json")
+    for key, path in _input_paths(cfg, stage).items():
+        fingerprint = digests.fingerprint(path)
+        if fingerprint is not None:
+            settings[f"input:{key}"] = fingerprint[:16]
+    digests.save()
+    return settings
+
+
+def _plain(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def stage_hash(cfg: RunConfig, stage: str, settings: dict[str, Any] | None = None) -> str:
+    payload = _plain(settings if settings is not None else stage_settings(cfg, stage))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _present(full: dict[str, Any], dotted: str) -> bool:
-    try:
-        _lookup(full, dotted)
-    except KeyError:
-        return False
-    return True
-
-
-def _lookup(full: dict[str, Any], dotted: str) -> Any:
-    node: Any = full
-    for part in dotted.split("."):
-        node = node[part]
-    return node
 
 
 def _marker(cfg: RunConfig, stage: str) -> Path:
     return Path(cfg.run_dir) / ".stages" / f"{stage}.json"
+
+
+def _started_marker(cfg: RunConfig, stage: str) -> Path:
+    return Path(cfg.run_dir) / ".stages" / f"{stage}.started.json"
 
 
 def stage_done(cfg: RunConfig, stage: str) -> bool:
@@ -113,11 +198,49 @@ def stage_done(cfg: RunConfig, stage: str) -> bool:
 
 
 def _mark_done(cfg: RunConfig, stage: str, summary: dict[str, Any]) -> None:
-    from .distributed import is_main
-
     if not is_main():
         return
-    atomic_write_json(_marker(cfg, stage), {"hash": stage_hash(cfg, stage), **summary})
+    settings = stage_settings(cfg, stage)
+    atomic_write_json(_marker(cfg, stage), {"hash": stage_hash(cfg, stage, settings), **summary,
+                                            "settings": settings})
+    _started_marker(cfg, stage).unlink(missing_ok=True)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if _plain(old.get(key)) == _plain(new.get(key)):
+            continue
+        if key.startswith("input:"):
+            out.append(f"{key[6:]} (the file's content changed)")
+        else:
+            out.append(f"{key}: {_show(old.get(key, '(default)'))} -> {_show(new.get(key, '(default)'))}")
+    return out
+
+
+def _show(value: Any) -> str:
+    text = _plain(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _begin_stage(cfg: RunConfig, stage: str) -> None:
+    """Record the settings a stage starts with; under --resume auto, refuse to continue a
+    checkpoint made with other ones (it would go on training with the old settings while
+    config.yaml and the stage record claimed the new)."""
+    settings = stage_settings(cfg, stage)
+    started = _started_marker(cfg, stage)
+    if RESUME.get() and started.is_file():
+        try:
+            old = json.loads(started.read_text(encoding="utf-8")).get("settings", {})
+        except ValueError:
+            old = None
+        if old is not None and old != json.loads(_plain(settings)):
+            diff = "; ".join(_differences(old, settings))
+            raise ConfigError(
+                f"--resume auto: the interrupted {stage} stage in {cfg.run_dir} was started with other settings "
+                f"({diff}); resume with the settings it started with, or pass --resume never to start the "
+                f"{stage} stage over with the new ones")
+    atomic_write_json(started, {"settings": settings})
 
 
 def write_resolved_config(cfg: RunConfig) -> Path:
@@ -129,25 +252,57 @@ def write_resolved_config(cfg: RunConfig) -> Path:
 def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print) -> Any:
     """Run one stage unconditionally when ``force``, else only when not already done."""
-    if not force and stage_done(cfg, stage):
-        echo(f"[{stage}] already done for these settings in {cfg.run_dir}; skipping (use --force to redo)")
-        return None
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    from .distributed import barrier, is_main
+    with run_folder_lock(cfg):
+        if not force and stage_done(cfg, stage):
+            echo(f"[{stage}] already done for these settings in {cfg.run_dir}; skipping (use --force to redo)")
+            return None
+        # Several processes (torchrun): all of them train (fit() shards the batches); only the main
+        # one writes run files and evaluates, the others wait for it at the end of every stage.
+        main = is_main()
+        if main:
+            _begin_stage(cfg, stage)
+            write_resolved_config(cfg)
+        result = None
+        if main or stage != "evaluate":
+            result = _run_task_stage(cfg, stage, progress=progress, echo=echo if main else _silent)
+            if main and stage in ("student", "evaluate"):
+                write_student_card(cfg, result if stage == "evaluate" else None)
+        barrier()
+        return result
 
-    # Several processes (torchrun): all of them train (fit() shards the batches); only the main
-    # one writes run files and evaluates, the others wait for it at the end of every stage.
-    main = is_main()
-    if main:
-        write_resolved_config(cfg)
-    result = None
-    if main or stage != "evaluate":
-        result = _run_task_stage(cfg, stage, progress=progress, echo=echo if main else _silent)
-        if main and stage in ("student", "evaluate"):
-            write_student_card(cfg, result if stage == "evaluate" else None)
-    barrier()
-    return result
+
+_held_locks: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def run_folder_lock(cfg: RunConfig) -> Iterator[None]:
+    """Hold ``RUN_DIR/.lock`` while writing the run folder: a second process writing the same
+    folder would interleave metrics.jsonl and overwrite models mid-save. Re-entrant in one
+    process; under torchrun only the main process (the one that writes) takes it."""
+    folder = Path(cfg.run_dir).resolve()
+    if not is_main() or folder in _held_locks:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise XdistillError(f"another xdistill process (pid {holder}) is writing {cfg.run_dir}; wait for it to "
+                          "finish, or give this run another run_dir (--set run_dir=...)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held_locks[folder] = fd
+    try:
+        yield
+    finally:
+        del _held_locks[folder]
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _silent(_: str) -> None:
@@ -157,71 +312,48 @@ def _silent(_: str) -> None:
 @dataclass(frozen=True)
 class Recipe:
     """What one task plugs into the shared stages: how to train its teacher (or why there is nothing
-    to train), distil its student, evaluate, and where the student lives."""
+    to train), distil its student and evaluate. Where the models live is ``layout``'s."""
 
     given_teacher: Callable[[RunConfig], str | None]  # a message when the teacher is used as it is
     train_teacher: Callable[..., Any]
-    teacher_dir: Callable[[RunConfig], Path]
     distill: Callable[..., Any]
-    student_dir: Callable[[RunConfig], Path]
     evaluate: Callable[..., dict[str, Any]]
     table: Callable[[dict[str, Any]], str]
     dev_label: Callable[[RunConfig], str]
 
 
-def _classification() -> Recipe:
-    from .distill.classify import distill_student, student_dir, teacher_dir, train_teacher
-    from .evaluate.report import comparison_table
-    from .evaluate.run_eval import evaluate_run
+def _given_translation_teacher(cfg: RunConfig) -> str | None:
+    kind = teacher_kind(cfg)
+    what = cfg.teacher.command if kind == "command" else cfg.teacher.path
+    return None if kind == "trained" else f"the teacher is given ({kind}: {what}); nothing to train"
 
-    return Recipe(
+
+RECIPES: dict[str, Recipe] = {
+    "classification": Recipe(
         given_teacher=lambda cfg: None if cfg.teacher.finetune else
         f"teacher.finetune is false: using {teacher_dir(cfg)} as it is",
-        train_teacher=train_teacher, teacher_dir=teacher_dir, distill=distill_student, student_dir=student_dir,
-        evaluate=evaluate_run, table=comparison_table, dev_label=lambda cfg: "",
-    )
-
-
-def _embedding() -> Recipe:
-    from .distill.embed import distill_embedding, embed_student_dir
-    from .evaluate.embed_eval import evaluate_embedding_run
-    from .evaluate.embed_report import embedding_tables
-
-    return Recipe(
+        train_teacher=train_teacher, distill=distill_student, evaluate=evaluate_run, table=comparison_table,
+        dev_label=lambda cfg: "",
+    ),
+    "embedding": Recipe(
         # The teacher's embeddings are the target as they are: there is nothing to fine-tune.
         given_teacher=lambda cfg: f"task is 'embedding': {cfg.teacher.path} is used as it is (nothing to fine-tune)",
-        train_teacher=lambda cfg, **kw: None, teacher_dir=lambda cfg: Path(cfg.teacher.path),
-        distill=distill_embedding, student_dir=embed_student_dir, evaluate=evaluate_embedding_run,
+        train_teacher=lambda cfg, **kw: None, distill=distill_embedding, evaluate=evaluate_embedding_run,
         table=embedding_tables, dev_label=lambda cfg: "MSE ",
-    )
-
-
-def _translation() -> Recipe:
-    from .distill.translate import (distill_translation, mt_student_dir, mt_teacher_dir, teacher_kind,
-                                    train_translation_teacher)
-    from .evaluate.mt_eval import evaluate_translation_run, translation_report
-
-    def given(cfg: RunConfig) -> str | None:
-        kind = teacher_kind(cfg)
-        what = cfg.teacher.command if kind == "command" else cfg.teacher.path
-        return None if kind == "trained" else f"the teacher is given ({kind}: {what}); nothing to train"
-
-    return Recipe(
-        given_teacher=given, train_teacher=train_translation_teacher, teacher_dir=mt_teacher_dir,
-        distill=distill_translation, student_dir=mt_student_dir, evaluate=evaluate_translation_run,
-        table=translation_report, dev_label=lambda cfg: f"{cfg.train.select_metric} ",
-    )
-
-
-RECIPES: dict[str, Callable[[], Recipe]] = {
-    "classification": _classification,
-    "embedding": _embedding,
-    "translation": _translation,
+    ),
+    "translation": Recipe(
+        given_teacher=_given_translation_teacher, train_teacher=train_translation_teacher,
+        distill=distill_translation, evaluate=evaluate_translation_run, table=translation_report,
+        dev_label=lambda cfg: f"{cfg.train.select_metric} ",
+    ),
 }
 
 
 def _run_task_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callable[[str], None]) -> Any:
-    recipe = RECIPES[cfg.task]()
+    recipe = RECIPES[cfg.task]
+    # Heads, projections and random students are created before fit() seeds its loop; without
+    # this each new process would draw them from torch's own random start.
+    seed_everything(cfg.seed)
     if stage == "teacher":
         message = recipe.given_teacher(cfg)
         if message is not None:
@@ -230,14 +362,14 @@ def _run_task_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callabl
             return None
         result = recipe.train_teacher(cfg, progress=progress)
         _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
-        echo(f"[teacher] saved to {recipe.teacher_dir(cfg)} (best dev {_fmt(result.best_score)}, "
+        echo(f"[teacher] saved to {teacher_dir(cfg)} (best dev {_fmt(result.best_score)}, "
              f"{result.seconds:.0f} s)")
         return result
     if stage == "student":
         result = recipe.distill(cfg, progress=progress)
         _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
         spec = ".3g" if cfg.task == "embedding" else ".2f"
-        echo(f"[student] saved to {recipe.student_dir(cfg)} (best dev {recipe.dev_label(cfg)}"
+        echo(f"[student] saved to {student_dir(cfg)} (best dev {recipe.dev_label(cfg)}"
              f"{_fmt(result.best_score, spec)}, {result.seconds:.0f} s)")
         return result
     results = recipe.evaluate(cfg, progress=progress)
@@ -247,28 +379,22 @@ def _run_task_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callabl
     return results
 
 
-def student_folder(cfg: RunConfig) -> Path:
-    return RECIPES[cfg.task]().student_dir(cfg)
-
-
 def write_student_card(cfg: RunConfig, results: dict[str, Any] | None = None) -> None:
     """The student's README.md model card (refreshed with the results after evaluation)."""
-    from .model_card import write_model_card
-    from .export.runtime import read_info
-
-    folder = student_folder(cfg)
+    folder = student_dir(cfg)
     if (folder / "config.json").is_file():
-        write_model_card(folder, read_info(folder), config=cfg.to_dict(), results=results)
+        write_model_card(folder, read_model_info(folder, optional=True), config=cfg.to_dict(), results=results)
 
 
 def run_all(cfg: RunConfig, *, force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> Any:
     """All stages in order. A re-run stage invalidates the later ones through their hashes."""
     results = None
     redo = force
-    for stage in STAGES:
-        if not redo and not stage_done(cfg, stage):
-            redo = True  # everything after a re-run stage must be redone too
-        results = run_stage(cfg, stage, force=redo, progress=progress, echo=echo)
+    with run_folder_lock(cfg):
+        for stage in STAGES:
+            if not redo and not stage_done(cfg, stage):
+                redo = True  # everything after a re-run stage must be redone too
+            results = run_stage(cfg, stage, force=redo, progress=progress, echo=echo)
     return results
 
 

@@ -9,6 +9,7 @@ a second, naming the line, instead of after an hour of work.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,30 @@ from .export.runtime import LoadedModel
 from .io_utils import atomic_write_text
 
 CHUNK = 256
+# JSON can spell a lone UTF-16 surrogate ("\ud800"); Python then holds a str that is not valid
+# Unicode, which tokenizers and UTF-8 output reject. (A proper pair decodes to one character.)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first lone surrogate in ``text``, or None."""
+    found = _SURROGATE.search(text)
+    return found.start() if found else None
+
+
+def _surrogate_field(value: Any, where: str) -> tuple[str, str, int] | None:
+    """``(field, text, index)`` of the first lone surrogate anywhere in a parsed JSON value."""
+    if isinstance(value, str):
+        at = lone_surrogate(value)
+        return (where, value, at) if at is not None else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        name = f"{where}[{key}]" if isinstance(key, int) else (f"{where}.{key}" if where else str(key))
+        found = _surrogate_field(key, f"{name} (the key)") if isinstance(key, str) else None
+        found = found or _surrogate_field(item, name)
+        if found:
+            return found
+    return None
 
 
 def parse_records(raw: bytes, source: str) -> list[dict[str, Any]]:
@@ -41,6 +66,12 @@ def parse_records(raw: bytes, source: str) -> list[dict[str, Any]]:
             raise DataFormatError(source, number, 'each line must be a JSON object with a string "text" field')
         if "text_pair" in record and record["text_pair"] is not None and not isinstance(record["text_pair"], str):
             raise DataFormatError(source, number, '"text_pair" must be a string or null')
+        bad = _surrogate_field(record, "")
+        if bad:
+            field, value, at = bad
+            raise DataFormatError(source, number, f'"{field}" is not valid Unicode: a lone surrogate '
+                                                  f"U+{ord(value[at]):04X} at character {at} (a \\u escape of half a "
+                                                  "UTF-16 pair); fix the program that wrote the file")
         records.append(record)
     return records
 

@@ -3,11 +3,14 @@
 Routes, as fit the model: ``POST /v1/classify``, ``/v1/embed``, ``/v1/translate``; plus ``GET /healthz``
 and the OpenAPI docs at ``/docs``. Requests are validated by pydantic (422 with the field at fault);
 batch size and text length are capped (413 with the limit in the message), so bad input is always
-a 4xx, never a 500. ``create_app`` is an app factory: tests drive it with ``TestClient``.
+a 4xx, never a 500: a text that is not valid Unicode (a lone UTF-16 surrogate such as ``"\\ud800"``,
+which JSON can spell) is a 422 naming the field and index. ``create_app`` is an app factory: tests
+drive it with ``TestClient``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .export.runtime import LoadedModel, load_model
+from .predict import lone_surrogate
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 2000
@@ -37,6 +41,15 @@ class TranslateRequest(Texts):
 def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None = None,
                max_batch: int = DEFAULT_MAX_BATCH, max_chars: int = DEFAULT_MAX_CHARS, threads: int = 2):
     from fastapi import FastAPI, HTTPException
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    class AsciiJSONResponse(JSONResponse):
+        # pydantic's 422 echoes the input; a lone surrogate in it cannot be encoded as UTF-8 (a 500),
+        # but JSON can escape it.
+        def render(self, content: Any) -> bytes:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
     loaded = model or load_model(model_dir, threads=threads)
     # One request at a time through the model: torch and onnxruntime already use every thread we
@@ -44,12 +57,21 @@ def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None
     lock = threading.Lock()
     app = FastAPI(title="xdistill", version="1", description=f"{loaded.kind} model from {loaded.folder} ({loaded.format})")
 
-    def check(texts: list[str]) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, exc: RequestValidationError):
+        return AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
+
+    def check(texts: list[str], field: str = "texts") -> None:
         if len(texts) > max_batch:
-            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {max_batch}: split the batch")
+            raise HTTPException(413, f"{len(texts)} {field} in one request; the limit is {max_batch}: split the batch")
         for i, text in enumerate(texts):
             if len(text) > max_chars:
-                raise HTTPException(413, f"texts[{i}] has {len(text)} characters; the limit is {max_chars}")
+                raise HTTPException(413, f"{field}[{i}] has {len(text)} characters; the limit is {max_chars}")
+            at = lone_surrogate(text)
+            if at is not None:
+                raise HTTPException(422, f"{field}[{i}] is not valid Unicode: a lone surrogate "
+                                         f"U+{ord(text[at]):04X} at character {at}; send UTF-8 text (the client "
+                                         "split a surrogate pair)")
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -63,7 +85,7 @@ def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None
             if req.text_pairs is not None:
                 if len(req.text_pairs) != len(req.texts):
                     raise HTTPException(422, f"text_pairs has {len(req.text_pairs)} entries for {len(req.texts)} texts")
-                check(req.text_pairs)
+                check(req.text_pairs, "text_pairs")
             with lock:
                 return {"results": loaded.classify(req.texts, req.text_pairs)}
 

@@ -16,8 +16,8 @@ Speed: 2 threads, warm-up, median of 5 runs, all models measured in the same pro
 
 def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     from .embed import markdown_table as embed_table
-    from .marc import markdown_table as marc_table
     from .export import markdown_table as export_table
+    from .marc import markdown_table as marc_table
     from .mt import markdown_table as mt_table
 
     parts = [HEADER]

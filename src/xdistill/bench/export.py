@@ -29,13 +29,13 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from ..distill.batches import encode_texts, pad_ids, pad_token_id
 from ..errors import XdistillError
 from ..evaluate.run_eval import machine_info
 from ..evaluate.size_speed import disk_mb, measure_speed
 from ..export.exporter import export_model
 from ..export.runtime import LoadedModel, load_model
 from ..io_utils import atomic_write_json, atomic_write_text
+from ..models.batches import encode_texts, pad_ids, pad_token_id
 
 TARGETS = {"int8_max_loss_points": 0.5, "int8_disk_vs_teacher": 1 / 15, "int8_speedup_vs_fp32": 2.0}
 
@@ -71,7 +71,7 @@ def classifier_row(model: LoadedModel, name: str, fmt: str, test: dict[str, list
 def translator_row(model: LoadedModel, name: str, fmt: str, pairs, target: str, threads: int = 2) -> dict[str, Any]:
     import torch
 
-    from ..evaluate.mt_metrics import translation_scores
+    from ..metrics.translation import translation_scores
 
     torch.set_num_threads(threads)
     hyps = model.translate([p.source for p in pairs], beam=1, batch_size=32)

@@ -11,7 +11,7 @@ target labels per class, and with all target-pool labels. Students: mean ± std 
 from __future__ import annotations
 
 import copy
-import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -21,10 +21,12 @@ import numpy as np
 
 from ..config import RunConfig, apply_override, from_dict
 from ..data.splits import load_test
-from ..distill.classify import distill_student, student_dir, teacher_dir, train_teacher
-from ..evaluate.run_eval import add_agreement, evaluate_classifier, machine_info
+from ..distill.classify import distill_student, train_teacher
+from ..evaluate.run_eval import add_agreement, classifier_speeds, code_version, evaluate_classifier, machine_info
+from ..evaluate.size_speed import speedups
 from ..io_utils import atomic_write_json
-from ..pipeline import stage_done, _mark_done
+from ..layout import student_dir, teacher_dir
+from ..pipeline import _mark_done, stage_done
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +39,16 @@ EMBEDDING_WEIGHT = 5.0
 
 # Each row: config overrides on top of the shared base. Rows with target labels select on the
 # target dev sets (they may use target data); rows without select on English dev.
+# Few-label rows select on a dev set of as many labels per class as they train on (data.dev_per_class).
+# The no-distillation row differs from the unsupervised one only in the teacher signal: same
+# architecture, same vocabulary (trimmed on the same texts, target languages included), same steps.
 ROWS: dict[str, dict[str, Any]] = {
     "student-nokd": {"distill": {"use_teacher": False, "transfer": "unsupervised", "embedding_weight": 0.0}},
     "student-unsupervised": {"distill": {"transfer": "unsupervised"}, "train": {"also_select_langs": ["targets"]}},
-    "student-semi-16": {"distill": {"transfer": "semi", "k_per_class": 16}, "train": {"select_lang": "targets"}},
-    "student-semi-256": {"distill": {"transfer": "semi", "k_per_class": 256}, "train": {"select_lang": "targets"}},
+    "student-semi-16": {"distill": {"transfer": "semi", "k_per_class": 16}, "train": {"select_lang": "targets"},
+                        "data": {"dev_per_class": 16}},
+    "student-semi-256": {"distill": {"transfer": "semi", "k_per_class": 256}, "train": {"select_lang": "targets"},
+                         "data": {"dev_per_class": 256}},
     "student-supervised": {
         "distill": {"transfer": "supervised", "use_unlabelled": False},
         "train": {"select_lang": "targets"},
@@ -49,9 +56,15 @@ ROWS: dict[str, dict[str, Any]] = {
     },
 }
 
+# How many student recipes were tried on dev before this one (say so, since a best-of-N on test flatters).
+RECIPES_TRIED = ("1 this round (all target pools, 2 epochs, layers [0, 11]; chosen on principle, not tuned); "
+                 "the previous round's recipe used 2,500 reviews per pool")
+
 # Sizes: full vs --quick (subsets, one teacher epoch; numbers may be worse, the JSON has the same shape).
 BUDGETS = {
-    "full": {"max_train": 3000, "max_unlabelled": 2500, "max_target_labelled": 2500, "max_dev": None,
+    # All of each unlabelled target pool (~11k reviews a language after the leak checks): the teacher's
+    # outputs are cached, so more target text costs student steps only.
+    "full": {"max_train": 3000, "max_unlabelled": None, "max_target_labelled": 2500, "max_dev": None,
              "max_test": None, "teacher_epochs": 1.0, "student_epochs": 2.0},
     "quick": {"max_train": 600, "max_unlabelled": 500, "max_target_labelled": 500, "max_dev": 300,
               "max_test": 500, "teacher_epochs": 1.0, "student_epochs": 1.0},
@@ -124,8 +137,12 @@ def row_config(base: dict, row: str, seed: int, work_dir: Path, variant: str, te
 def _summary(per_seed: list[dict[str, Any]], languages: list[str], key: str) -> tuple[dict, dict]:
     values = {lang: [m["metrics"][lang][key] for m in per_seed if key in m["metrics"][lang]] for lang in languages}
     mean = {lang: float(np.mean(v)) for lang, v in values.items() if v}
-    std = {lang: float(np.std(v)) for lang, v in values.items() if v}
-    return mean, std
+    return mean, {lang: _sample_std(v) for lang, v in values.items() if v}
+
+
+def _sample_std(values: list[float]) -> float:
+    """Sample standard deviation (n - 1): three seeds estimate the spread of a population of runs."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def _row(name: str, variant: str, seeds: list[int], entries: list[dict[str, Any]], languages: list[str]) -> dict:
@@ -145,9 +162,22 @@ def _row(name: str, variant: str, seeds: list[int], entries: list[dict[str, Any]
     agreement, _ = _summary(entries, languages, "agreement")
     if agreement:
         row["agreement"] = agreement
-    for key in ("params_total", "params_embedding", "disk_mb", "latency_ms_b1", "throughput_b32"):
-        row[key] = float(np.mean([e[key] for e in entries])) if key.startswith(("disk", "lat", "through")) else int(entries[0][key])
-    row["per_seed"] = [{"seed": s, "metrics": e["metrics"], "best_dev": e.get("best_dev")} for s, e in zip(seeds, entries)]
+    for key in ("params_total", "params_embedding"):
+        row[key] = int(entries[0][key])
+    row["disk_mb"] = float(np.mean([e["disk_mb"] for e in entries]))
+    # Speed: the median over seeds of the medians of interleaved timing windows (each seed's
+    # student timed against the teacher in its own window); the spread over seeds beside it.
+    for key in ("latency_ms_b1", "throughput_b32", "speedup_b1", "speedup_b32"):
+        values = [e[key] for e in entries if key in e]
+        if values:
+            row[key], row[f"{key}_std"] = float(np.median(values)), _sample_std(values)
+    row["per_seed"] = [{"seed": s, "metrics": e["metrics"], "best_dev": e.get("best_dev"), "steps": e.get("steps"),
+                        "train_seconds": e.get("train_seconds"), "commit": e.get("commit"),
+                        **{k: e[k] for k in ("latency_ms_b1", "throughput_b32", "speedup_b1", "speedup_b32",
+                                             "speed_samples_ms", "speed_iqr_ms") if k in e}}
+                       for s, e in zip(seeds, entries)]
+    if entries and "config" in entries[0]:
+        row["config"] = entries[0]["config"]  # the resolved config of the first seed (the others differ in seed)
     return row
 
 
@@ -165,11 +195,14 @@ def run_variant(
     if not stage_done(teacher_cfg, "teacher"):
         echo(f"[{variant}] fine-tuning the teacher")
         result = train_teacher(teacher_cfg, progress=progress)
-        _mark_done(teacher_cfg, "teacher", {"best_dev": result.best_score, "seconds": result.seconds})
+        _mark_done(teacher_cfg, "teacher", {"best_dev": result.best_score, "steps": result.steps,
+                                            "seconds": result.seconds})
     t_folder = teacher_dir(teacher_cfg)
     test = load_test(teacher_cfg)
     languages = list(test)
     t_entry, t_pred = evaluate_classifier(teacher_cfg, "teacher", t_folder, test, progress=progress)
+    t_entry.update(_provenance(teacher_cfg, "teacher"))
+    teacher_timings: list[dict[str, Any]] = []
     out = [_row("teacher", variant, [teacher_cfg.seed], [t_entry], languages)]
     echo(f"[{variant}] teacher: " + _acc_line(out[-1]))
     # Seeds outermost: a run stopped early still has every row for the seeds it finished.
@@ -182,19 +215,50 @@ def run_variant(
             if not stage_done(cfg, "student"):
                 fit_result = distill_student(cfg, progress=progress)
                 _mark_done(cfg, "student", {"best_dev": fit_result.best_score, "also_best": fit_result.also_best,
-                                            "seconds": fit_result.seconds})
+                                            "steps": fit_result.steps, "seconds": fit_result.seconds})
             entry, pred = evaluate_classifier(cfg, row, student_dir(cfg), test, progress=progress)
             add_agreement(entry, pred, t_pred)
+            entry.update(_provenance(cfg, "student"))
+            if cfg.evaluate.speed:
+                # Teacher and this student in one interleaved window, on the same mixed-language inputs.
+                speeds = classifier_speeds(cfg, {"teacher": t_folder, row: student_dir(cfg)}, test)
+                entry.update(speeds[row])
+                entry.update(speedups(speeds, "teacher")[row])
+                teacher_timings.append(speeds["teacher"])
+                out[0] = _teacher_row_with_speed(out[0], teacher_timings)
             entries[row].append(entry)
             done_seeds[row].append(seed)
             for lang in cfg.train.also_select_langs:
-                other, other_pred = evaluate_classifier(dataclasses.replace(cfg, evaluate=_no_speed(cfg)),
-                                                        row, student_dir(cfg, lang), test, progress=progress)
+                other, other_pred = evaluate_classifier(cfg, row, student_dir(cfg, lang), test, progress=progress)
                 add_agreement(other, other_pred, t_pred)
                 target_sel[row].append(other)
             echo(f"[{variant}] {row} seed {seed}: " + _acc_line(_row(row, variant, [seed], [entry], languages)))
             on_row(out + _student_rows(rows, variant, done_seeds, entries, target_sel, languages, out[0]))
     return out + _student_rows(rows, variant, done_seeds, entries, target_sel, languages, out[0])
+
+
+def _provenance(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    """What a sceptical reader needs to trace a row: the code, the resolved config, the selection."""
+    record = _stage_record(cfg, stage)
+    return {"commit": code_version()["commit"], "config": cfg.to_dict(), "best_dev": record.get("best_dev"),
+            "steps": record.get("steps"), "train_seconds": record.get("seconds")}
+
+
+def _stage_record(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    path = Path(cfg.run_dir) / ".stages" / f"{stage}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _teacher_row_with_speed(row: dict[str, Any], timings: list[dict[str, Any]]) -> dict[str, Any]:
+    row = dict(row)
+    for key in ("latency_ms_b1", "throughput_b32"):
+        values = [t[key] for t in timings]
+        row[key], row[f"{key}_std"] = float(np.median(values)), _sample_std(values)
+    row["timing_windows"] = len(timings)
+    return row
 
 
 def _student_rows(rows, variant, done_seeds, entries, target_sel, languages, teacher_row) -> list[dict[str, Any]]:
@@ -208,14 +272,8 @@ def _student_rows(rows, variant, done_seeds, entries, target_sel, languages, tea
             f1, _ = _summary(target_sel[row], languages, "macro_f1")
             summary["target_dev_selection"] = {"accuracy": acc, "accuracy_std": acc_std, "macro_f1": f1}
         summary["params_ratio"] = summary["params_total"] / teacher_row["params_total"]
-        summary["speedup_b32"] = summary["throughput_b32"] / teacher_row["throughput_b32"]
         summaries.append(summary)
     return summaries
-
-
-def _no_speed(cfg: RunConfig):
-    # Same model, other checkpoint: its speed is the selected student's.
-    return dataclasses.replace(cfg.evaluate, speed=False)
 
 
 def _acc_line(row: dict) -> str:
@@ -246,6 +304,12 @@ def run_benchmark(
             "student": f"{len(STUDENT_LAYERS)} layers copied from teacher layers {STUDENT_LAYERS}, "
                        "vocabulary trimmed to the pieces of the student's training text",
             "unsupervised_data": "English labelled data + es/zh train-pool texts as unlabelled text (no parallel data)",
+            "no_kd_baseline": "same architecture, vocabulary (trimmed on the same texts, targets included) and steps "
+                              "as student-unsupervised; only the teacher signal goes",
+            "few_label_selection": "semi-k rows select on the first k dev rows per class of each target language",
+            "speed": "teacher and each student timed interleaved in one window per seed, same inputs drawn in turn "
+                     "from every test language, median of evaluate.repeats timed runs at batch 1 and 32, 2 threads",
+            "recipes_tried": RECIPES_TRIED,
             "budget": BUDGETS["quick" if quick else "full"],
             "overrides": list(overrides),
             "seeds": seed_list,
@@ -275,6 +339,17 @@ def run_benchmark(
     return results
 
 
+def _num(value: float | None, spec: str) -> str:
+    return "–" if value is None else f"{value:{spec}}"
+
+
+def _ratio(row: dict[str, Any], key: str) -> str:
+    if key not in row:
+        return "1.0" if row.get("name") == "teacher" else "–"
+    std = row.get(f"{key}_std")
+    return f"{row[key]:.1f} ± {std:.1f}" if std else f"{row[key]:.1f}"
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """The benchmark as a Markdown table (mean ± std over seeds)."""
     lines = [
@@ -286,8 +361,13 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; "
         f"wall time {results.get('wall_seconds', 0) / 60:.1f} min; seeds {results['protocol']['seeds']}.",
         "",
-        "| variant | row | en acc | es acc | zh acc | es/zh acc (target-dev sel.) | params (M) | × teacher params | b32 ex/s | × teacher speed |",
-        "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: |",
+        "Speed: teacher and each student timed interleaved in one window per seed, on the same inputs drawn from "
+        "every language, median of the timed runs at 2 threads; × teacher = teacher time / student time, median "
+        "over seeds ± sample std.",
+        "",
+        "| variant | row | en acc | es acc | zh acc | es/zh acc (target-dev sel.) | params (M) | × teacher params "
+        "| b32 ex/s | × teacher speed b32 | × teacher speed b1 |",
+        "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
     ]
     for row in results["rows"]:
         def cell(lang: str, row=row) -> str:
@@ -300,7 +380,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         sel_cell = f"{sel['accuracy']['es']:.1f} / {sel['accuracy']['zh']:.1f}" if sel else "–"
         lines.append(
             f"| {row['variant']} | {row['name']} | {cell('en')} | {cell('es')} | {cell('zh')} | {sel_cell} | "
-            f"{row['params_total'] / 1e6:.1f} | {row.get('params_ratio', 1.0):.2f} | {row['throughput_b32']:.0f} | "
-            f"{row.get('speedup_b32', 1.0):.1f} |"
+            f"{row['params_total'] / 1e6:.1f} | {row.get('params_ratio', 1.0):.2f} | "
+            f"{_num(row.get('throughput_b32'), '.0f')} | {_ratio(row, 'speedup_b32')} | {_ratio(row, 'speedup_b1')} |"
         )
     return "\n".join(lines) + "\n"

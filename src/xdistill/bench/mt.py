@@ -26,6 +26,7 @@ from ..config import RunConfig, from_dict
 from ..errors import XdistillError
 from ..evaluate.run_eval import machine_info
 from ..io_utils import atomic_write_json
+from ..models.folder import read_model_info
 from ..pipeline import run_all, run_stage, stage_done
 
 RECIPES = {"en-es": "configs/mt-en-es-apertium.yaml", "en-zh": "configs/mt-en-zh-teacher.yaml"}
@@ -133,14 +134,14 @@ def ct2_int8_model(cfg: RunConfig, folder: Path, pytorch: dict[str, Any]) -> dic
     """The seq-KD student exported to CTranslate2 int8, scored and timed like the PyTorch one
     (same test sets, beam and batch; the parameter count is the PyTorch model's)."""
     from ..data.mt_data import load_test_sets
-    from ..distill.translate import mt_student_dir
     from ..evaluate.mt_eval import SPEED_BATCH, speed_batch
-    from ..evaluate.mt_metrics import translation_scores
     from ..evaluate.size_speed import disk_mb, measure_speed
     from ..export.exporter import export_model
     from ..export.runtime import load_model
+    from ..layout import student_dir
+    from ..metrics.translation import translation_scores
 
-    export_model(mt_student_dir(cfg), "ctranslate2", folder, quantize="int8")
+    export_model(student_dir(cfg), "ctranslate2", folder, quantize="int8")
     model = load_model(folder, threads=cfg.evaluate.threads)
     beam, target = cfg.mt.eval_beam, cfg.data.target_langs[0]
     entry: dict[str, Any] = {"beam": beam, "tests": {}, "params_total": pytorch.get("params_total"),
@@ -175,10 +176,9 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
     for pair in pairs:
         pair_start = time.perf_counter()
         t_cfg = teacher_config(pair, data_dir=data_dir, work_dir=work_dir, quick=quick)
-        if t_cfg is not None:
-            if not stage_done(t_cfg, "teacher"):
-                echo(f"[{pair}] training the teacher")
-                run_stage(t_cfg, "teacher", force=True, progress=progress, echo=echo)
+        if t_cfg is not None and not stage_done(t_cfg, "teacher"):
+            echo(f"[{pair}] training the teacher")
+            run_stage(t_cfg, "teacher", force=True, progress=progress, echo=echo)
         teacher_row_done = False
         for variant in [v for v in VARIANTS[pair] if v not in skip]:
             cfg = pair_config(pair, variant, data_dir=data_dir, work_dir=work_dir, quick=quick, speed=speed)
@@ -192,7 +192,7 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
                 teacher_row_done = True
             results["rows"].extend(_rows(pair, variant, res["models"]["student"], training_cost(cfg, "student")))
             if variant == "student-seqkd":
-                info = json.loads((Path(cfg.run_dir) / "student" / "xdistill_model.json").read_text())
+                info = read_model_info(Path(cfg.run_dir) / "student")
                 results["data"][pair] = info["data"]
             if variant == "student-seqkd" and speed:  # the export is redone each run: with the timing pass only
                 echo(f"[{pair}] {variant}: CTranslate2 int8 export")

@@ -5,36 +5,33 @@ optional source-language text (``data.unlabelled: {en: ...}``). Before anything 
 
 * decontamination: a pair whose source or target side occurs in an evaluation set (the
   translation-retrieval sets in ``embed.eval_retrieval``, e.g. FLORES devtest, and the probe's
-  test files) is dropped, and so is such a monolingual text; texts are compared after collapsing
-  whitespace and case-folding, so "The cat." and "the  cat." count as the same sentence;
+  test files) is dropped, and so is such a monolingual text; texts are compared as
+  ``hygiene.text_key`` (NFKC, case-folded, whitespace collapsed), so "The cat.", "the  cat." and
+  "Ｔｈｅ ｃａｔ．" count as the same sentence;
 * repeated pairs (Tatoeba has many) are kept once;
 * per target language, ``embed.heldout_pairs`` pairs are held out for the reported MSE to the
   teacher and ``embed.dev_pairs`` for per-epoch dev metrics; training pairs that share a side with
   a held-out or dev pair are dropped, so those scores are not measured on training sentences.
 
 Every drop is counted in ``EmbedData.summary``, which the run logs and writes into its results.
-The split is drawn with ``data.sample_seed``, so training and evaluation see the same held-out set.
+The split (``hygiene.held_out_split``) and the caps (``hygiene.seeded_subset``) are drawn with
+``data.sample_seed``, so training and evaluation see the same held-out set.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from ..config import ParallelConfig, RunConfig
+from ..config import ColumnsConfig, ParallelConfig, RunConfig
 from ..errors import ConfigError
-from .examples import Columns, ParallelPair
+from .examples import ParallelPair
+from .hygiene import held_out_split, seeded_subset, text_key, unique
 from .readers import read_parallel, read_unlabelled
 
 log = logging.getLogger(__name__)
-
-
-def text_key(text: str) -> str:
-    """The form texts are compared in for decontamination and de-duplication."""
-    return " ".join(text.split()).casefold()
 
 
 @dataclass
@@ -85,16 +82,9 @@ def evaluation_texts(cfg: RunConfig) -> set[str]:
     return keys
 
 
-def _probe_columns(cfg: RunConfig) -> Columns:
+def _probe_columns(cfg: RunConfig) -> ColumnsConfig:
     c = cfg.embed.probe.columns
-    return Columns(text=c.text, text_pair=None, label=c.label, lang=None, id=None)
-
-
-def _cap(items: list, limit: int | None, rng: random.Random) -> list:
-    if limit is None or len(items) <= limit:
-        return items
-    picked = sorted(rng.sample(range(len(items)), limit))
-    return [items[i] for i in picked]
+    return ColumnsConfig(text=c.text, text_pair=None, label=c.label, lang=None, id=None)
 
 
 def load_embed_data(cfg: RunConfig) -> EmbedData:
@@ -112,33 +102,29 @@ def load_embed_data(cfg: RunConfig) -> EmbedData:
         clean = [p for p in pairs if text_key(p.source) not in banned and text_key(p.target) not in banned]
         stats["dropped_eval_overlap"] = len(pairs) - len(clean)
         dropped_eval += stats["dropped_eval_overlap"]
-        clean = _cap(clean, par.max_pairs, random.Random(f"{seed}-{i}"))
+        clean = seeded_subset(clean, par.max_pairs, seed, i)
         stats["kept"] = len(clean)
-        files[_name(par)] = {"lang": par.lang, **stats}
+        files[parallel_name(par)] = {"lang": par.lang, **stats}
         pools.setdefault(par.lang, []).extend(clean)
 
     per_lang: dict[str, Any] = {}
     for lang, pool in pools.items():
-        unique = list(dict.fromkeys((p.source, p.target) for p in pool))
-        counts: dict[str, Any] = {"pairs": len(pool), "duplicates": len(pool) - len(unique)}
-        order = unique[:]
-        random.Random(f"{seed}-{lang}").shuffle(order)
+        distinct = unique((p.source, p.target) for p in pool)
+        counts: dict[str, Any] = {"pairs": len(pool), "duplicates": len(pool) - len(distinct)}
         n_held, n_dev = cfg.embed.heldout_pairs, cfg.embed.dev_pairs
-        if n_held + n_dev >= len(order):
+        if n_held + n_dev >= len(distinct):
             raise ConfigError(
-                f"data.parallel has {len(order)} distinct {lang} pairs after decontamination, too few to hold out "
+                f"data.parallel has {len(distinct)} distinct {lang} pairs after decontamination, too few to hold out "
                 f"embed.heldout_pairs={n_held} and embed.dev_pairs={n_dev} and still train; lower them or add data"
             )
-        heldout, dev, rest = order[:n_held], order[n_held:n_held + n_dev], order[n_held + n_dev:]
         # Pairs that share a side with a held-out or dev pair (the same English sentence with
-        # another translation, say) would leak it into training.
-        reserved = {text_key(t) for s, t2 in heldout + dev for t in (s, t2)}
-        train = [(s, t) for s, t in rest if text_key(s) not in reserved and text_key(t) not in reserved]
-        counts.update(heldout=len(heldout), dev=len(dev), train=len(train),
-                      dropped_heldout_overlap=len(rest) - len(train))
+        # another translation, say) would leak it into training: held_out_split drops them.
+        split = held_out_split(distinct, [n_held, n_dev], seed, lang)
+        heldout, dev = split.held_out
+        counts.update(heldout=len(heldout), dev=len(dev), train=len(split.train),
+                      dropped_heldout_overlap=split.dropped_overlap)
         # Training keeps file order (the loop shuffles); held-out sets keep a fixed order.
-        train_set = set(train)
-        data.train[lang] = [ParallelPair(s, t) for s, t in unique if (s, t) in train_set]
+        data.train[lang] = [ParallelPair(s, t) for s, t in split.train]
         data.dev[lang] = [ParallelPair(s, t) for s, t in dev]
         data.heldout[lang] = [ParallelPair(s, t) for s, t in heldout]
         per_lang[lang] = counts
@@ -148,12 +134,12 @@ def load_embed_data(cfg: RunConfig) -> EmbedData:
     if src in cfg.data.unlabelled:
         path = cfg.data.unlabelled[src]
         c = cfg.data.columns
-        examples, _ = read_unlabelled(cfg.data.resolve(path), columns=Columns(text=c.text, label=None),
+        examples, _ = read_unlabelled(cfg.data.resolve(path), columns=ColumnsConfig(text=c.text, label=None),
                                       lang=src, header=cfg.data.header)
         reserved = {text_key(p.source) for pairs in (*data.dev.values(), *data.heldout.values()) for p in pairs}
-        texts = list(dict.fromkeys(e.text for e in examples))
+        texts = unique(e.text for e in examples)
         clean = [t for t in texts if text_key(t) not in banned and text_key(t) not in reserved]
-        data.monolingual = _cap(clean, cfg.data.max_unlabelled, random.Random(f"{seed}-mono"))
+        data.monolingual = seeded_subset(clean, cfg.data.max_unlabelled, seed, "mono")
         mono = {"file": path, "read": len(examples), "duplicates": len(examples) - len(texts),
                 "dropped_eval_overlap": len(texts) - len(clean), "kept": len(data.monolingual)}
 
@@ -172,7 +158,8 @@ def load_embed_data(cfg: RunConfig) -> EmbedData:
     return data
 
 
-def _name(par: ParallelConfig) -> str:
+def parallel_name(par: ParallelConfig) -> str:
+    """How summaries name a parallel file (or file pair)."""
     return par.path if not par.target_path else f"{par.path} + {Path(par.target_path).name}"
 
 
@@ -183,8 +170,3 @@ def _log_summary(summary: dict[str, Any]) -> None:
     for lang, c in summary["languages"].items():
         log.info("%s: %d training pairs, %d dev, %d held out (%d duplicates, %d sharing a side with a held-out pair)",
                  lang, c["train"], c["dev"], c["heldout"], c["duplicates"], c["dropped_heldout_overlap"])
-
-
-def unique(texts: Iterable[str]) -> list[str]:
-    """Texts in first-seen order, each once."""
-    return list(dict.fromkeys(texts))

@@ -1,20 +1,11 @@
-"""The small record types every reader returns and every recipe consumes."""
+"""The small record types every reader returns and every recipe consumes.
+
+(Where the fields are in a file is ``xdistill.config.ColumnsConfig``.)
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Where each field lives in a file: a column name (files with a header, JSONL keys) or a
-    0-based index (headerless CSV/TSV). ``None`` means the file has no such column."""
-
-    text: str | int = "text"
-    text_pair: str | int | None = None
-    label: str | int | None = "label"
-    lang: str | int | None = None
-    id: str | int | None = None
 
 
 @dataclass(frozen=True)

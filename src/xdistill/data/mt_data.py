@@ -9,21 +9,23 @@
 - Monolingual source text (``mt.monolingual``): what the teacher translates for seq-KD; the same
   bans apply.
 
+Texts are compared as ``hygiene.text_key`` (NFKC, case-folded, whitespace collapsed); the dev split
+is ``hygiene.held_out_split`` and every cap ``hygiene.seeded_subset``, both with ``data.sample_seed``.
 Every drop is counted in ``MTData.summary``; the benchmark reports it.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+from ..config import ColumnsConfig, RunConfig
 from ..errors import ConfigError
-from .embed_data import _cap, _name, read_pairs, text_key, unique
-from .examples import Columns, ParallelPair
+from .embed_data import parallel_name, read_pairs
+from .examples import ParallelPair
+from .hygiene import held_out_split, seeded_subset, text_key, unique
 from .readers import read_unlabelled
 
 log = logging.getLogger(__name__)
@@ -78,36 +80,31 @@ def load_mt_data(cfg: RunConfig) -> MTData:
         pairs, stats = read_pairs(cfg, par)
         clean = [p for p in pairs if text_key(p.source) not in banned and text_key(p.target) not in banned]
         stats["dropped_eval_overlap"] = len(pairs) - len(clean)
-        clean = _cap(clean, par.max_pairs, random.Random(f"{seed}-{i}"))
+        clean = seeded_subset(clean, par.max_pairs, seed, i)
         stats["kept"] = len(clean)
-        files[_name(par)] = stats
+        files[parallel_name(par)] = stats
         pool.extend((p.source, p.target) for p in clean)
     distinct = unique(pool)
-    order = distinct[:]
-    random.Random(f"{seed}-dev").shuffle(order)
     n_dev = cfg.mt.dev_pairs if distinct else 0
-    if distinct and n_dev >= len(order):
-        raise ConfigError(f"data.parallel has {len(order)} distinct pairs after decontamination, too few to hold out "
+    if distinct and n_dev >= len(distinct):
+        raise ConfigError(f"data.parallel has {len(distinct)} distinct pairs after decontamination, too few to hold out "
                           f"mt.dev_pairs={n_dev} and still train; lower mt.dev_pairs or add data")
-    dev = order[:n_dev]
-    reserved = {text_key(t) for pair in dev for t in pair}
-    dev_set = set(dev)
-    train = [(s, t) for s, t in distinct
-             if (s, t) not in dev_set and text_key(s) not in reserved and text_key(t) not in reserved]
+    split = held_out_split(distinct, [n_dev], seed, "dev")
+    (dev,), train, reserved = split.held_out, split.train, split.reserved
     data.train = [ParallelPair(s, t) for s, t in train]
     data.dev = [ParallelPair(s, t) for s, t in dev]
 
     mono_files: dict[str, Any] = {}
     mono: list[str] = []
     for i, mf in enumerate(cfg.mt.monolingual):
-        columns = Columns(text=mf.column if mf.column is not None else 0, label=None)
+        columns = ColumnsConfig(text=mf.column if mf.column is not None else 0, label=None)
         path = cfg.data.resolve(mf.path)
         fmt = mf.format or (None if path.suffix.lower() in KNOWN_SUFFIXES else "txt")
         examples, _ = read_unlabelled(path, columns=columns, header=mf.header, lang=cfg.data.source_lang,
                                       file_format=fmt)
         texts = unique(e.text for e in examples)
         clean = [t for t in texts if text_key(t) not in banned and text_key(t) not in reserved]
-        kept = _cap(clean, mf.max_lines, random.Random(f"{seed}-mono-{i}"))
+        kept = seeded_subset(clean, mf.max_lines, seed, "mono", i)
         mono_files[mf.path] = {"read": len(examples), "duplicates": len(examples) - len(texts),
                                "dropped_eval_overlap": len(texts) - len(clean), "kept": len(kept)}
         mono.extend(kept)
@@ -124,7 +121,7 @@ def load_mt_data(cfg: RunConfig) -> MTData:
         "parallel_files": files,
         "monolingual_files": mono_files,
         "reference_pairs": {"distinct": len(distinct), "duplicates": len(pool) - len(distinct), "dev": len(dev),
-                            "train": len(train), "dropped_dev_overlap": len(distinct) - len(dev) - len(train)},
+                            "train": len(train), "dropped_dev_overlap": split.dropped_overlap},
         "monolingual": len(data.monolingual),
         "tests": {name: len(pairs) for name, pairs in data.tests.items()},
     }

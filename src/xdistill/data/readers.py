@@ -14,10 +14,12 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Iterator
 
-from xdistill.data.examples import Columns, Example, ParallelPair, ReadStats
+from xdistill.config import ColumnsConfig
+from xdistill.data.examples import Example, ParallelPair, ReadStats
 from xdistill.errors import DataFormatError
 
 __all__ = ["detect_format", "read_labelled", "read_unlabelled", "read_parallel"]
@@ -27,12 +29,15 @@ _FORMATS = ("csv", "tsv", "jsonl", "txt")
 # No sentence or review is a megabyte long; a line that is usually means a binary file or
 # '\r'-only line endings, and refusing it keeps memory and error messages bounded.
 _MAX_LINE_CHARS = 1 << 20
+_IS_A_FOLDER = "is a folder, not a file; give the path of the data file itself, e.g. one inside this folder"
 _NO_ROWS = "no data rows (the file is empty, or holds only blank lines or a header); check the path points at the right file"
 
 
 def detect_format(path: str | Path) -> str:
     """The file format implied by the extension: "csv", "tsv", "jsonl" or "txt"."""
     suffix = Path(path).suffix.lower()
+    if Path(path).is_dir():  # checked first: a folder has no format, whatever its name
+        raise DataFormatError(path, None, _IS_A_FOLDER)
     if suffix not in _EXTENSIONS:
         raise DataFormatError(
             path, None,
@@ -45,7 +50,7 @@ def detect_format(path: str | Path) -> str:
 def read_labelled(
     path: str | Path,
     *,
-    columns: Columns,
+    columns: ColumnsConfig,
     labels: list[str],
     label_map: dict[str, str | None] | None = None,
     lang: str | None = None,
@@ -101,19 +106,19 @@ def read_labelled(
 def read_unlabelled(
     path: str | Path,
     *,
-    columns: Columns | None = None,
+    columns: ColumnsConfig | None = None,
     lang: str | None = None,
     file_format: str | None = None,
     header: bool | None = None,
 ) -> tuple[list[Example], ReadStats]:
     """Read text without labels (``label=None``); a .txt file is one text per line."""
     fmt = _format(path, file_format)
-    columns = columns or Columns()
+    columns = columns or ColumnsConfig()
     stats = ReadStats(path=str(path))
     lines = _load(path)
     out: list[Example] = []
     if fmt == "txt":
-        for line_no, line in enumerate(lines, 1):
+        for line in lines:
             if not line.strip():
                 stats.blank_lines += 1
                 continue
@@ -186,11 +191,9 @@ def _load(path: str | Path) -> list[str]:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise DataFormatError(
-            path, None, "file not found; check the path in the config (paths are relative to the config file's folder)"
-        ) from None
+        raise DataFormatError(path, None, _not_found(path)) from None
     except IsADirectoryError:
-        raise DataFormatError(path, None, "is a folder, not a file; point the config at the data file itself") from None
+        raise DataFormatError(path, None, _IS_A_FOLDER) from None
     except OSError as e:
         raise DataFormatError(path, None, f"cannot read the file ({e.strerror or e}); check its permissions") from None
     start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
@@ -224,6 +227,15 @@ def _load(path: str | Path) -> list[str]:
     return lines
 
 
+def _not_found(path: str | Path) -> str:
+    # Config data paths reach the readers joined to data.dir already (DataConfig.resolve); a
+    # relative result is relative to the working directory, not to the config file's folder.
+    if Path(path).is_absolute():
+        return "file not found; check the path and data.dir in the config"
+    return (f"file not found (looked for {os.path.abspath(path)}: data paths are relative to data.dir, and a "
+            f"relative data.dir to the working directory {os.getcwd()}); check the path and data.dir in the config")
+
+
 def _chomp(line: str) -> str:
     return line[:-1] if line.endswith("\r") else line
 
@@ -233,7 +245,7 @@ def _show(value: str) -> str:
     return repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
 
 
-def _wanted(columns: Columns, *, with_label: bool) -> dict[str, str | int]:
+def _wanted(columns: ColumnsConfig, *, with_label: bool) -> dict[str, str | int]:
     fields = {"text": columns.text, "text_pair": columns.text_pair, "lang": columns.lang, "id": columns.id}
     if with_label:
         fields["label"] = columns.label
@@ -399,7 +411,7 @@ def _json_cell(path: str | Path, line: int, key: str, value: object) -> str | No
 
 
 def _example(
-    path: str | Path, line: int, cells: dict[str, str | None], columns: Columns, lang: str | None, label: int | None
+    path: str | Path, line: int, cells: dict[str, str | None], columns: ColumnsConfig, lang: str | None, label: int | None
 ) -> Example:
     texts = {}
     for field in ("text", "text_pair"):

@@ -19,24 +19,12 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..distributed import barrier, rank, world_size
 from ..io_utils import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 2048
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
-
-
-def fingerprint_folder(folder: str | Path) -> str:
-    """Hash of a model folder's weight and config files (content, not timestamps)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).iterdir()):
-        if path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
-            digest.update(path.name.encode())
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint_texts(texts: Sequence[str]) -> str:
@@ -81,7 +69,6 @@ class TeacherCache:
         rows = self.chunk_rows
         starts = list(range(0, n_rows, rows))
         missing = [s for s in starts if not self._chunk_ok(folder, s, min(s + rows, n_rows))]
-        from ..distributed import barrier, rank, world_size
 
         # Several processes: each computes its share of the missing chunks, then all read all.
         world = world_size()

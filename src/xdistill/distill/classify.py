@@ -12,7 +12,9 @@ Transfer settings (``distill.transfer``) decide which training streams the stude
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,32 +23,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import RunConfig
+from ..config import RunConfig, TrainConfig
 from ..data.examples import Example
 from ..data.splits import RunData, load_dev, load_training_data, text_pairs
-from ..evaluate.metrics import agreement, classification_metrics
+from ..fingerprints import fingerprint_folder
+from ..layout import logs_dir, student_dir, teacher_dir
 from ..losses import AttentionKLLoss, EmbeddingMSELoss, HiddenStateMSELoss, SoftTargetLoss
-from ..models.classifier import EncoderClassifier, check_model_folder, load_encoder, read_model_info
-from ..models.tiny import RANDOM_PREFIX, resolve_random_encoder
+from ..metrics.classification import agreement, classification_metrics
+from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
+from ..models.classifier import EncoderClassifier, load_encoder
+from ..models.folder import check_model_folder, read_model_info
+from ..models.hf_classifier import load_classifier
 from ..models.student import build_student
-from .batches import encode_texts, pad_ids, pad_token_id, predict
-from .cache import TeacherCache, fingerprint_folder
+from ..models.tiny import RANDOM_PREFIX, resolve_random_encoder
+from .cache import TeacherCache
 from .fit import FitResult, fit
 
 log = logging.getLogger(__name__)
 NO_LABEL = -100
-
-
-def teacher_dir(cfg: RunConfig) -> Path:
-    """The fine-tuned teacher: the run's own, or ``teacher.path`` when it is already a classifier."""
-    if not cfg.teacher.finetune:
-        return Path(cfg.teacher.path)
-    return Path(cfg.run_dir) / "teacher"
-
-
-def student_dir(cfg: RunConfig, selected_on: str | None = None) -> Path:
-    """The student chosen on ``train.select_lang``; or the one chosen on another dev language."""
-    return Path(cfg.run_dir) / ("student" if selected_on is None else f"student-selected-on-{selected_on}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +64,7 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     tcfg = cfg.teacher
     data = load_training_data(cfg, with_targets=tcfg.path.startswith(RANDOM_PREFIX))
     path = teacher_base_path(cfg, data)
-    info = read_model_info(path)
+    info = read_model_info(path, optional=True)
     if info.get("kind") == "classifier":
         model, tokenizer = EncoderClassifier.load(path, flag="teacher.path")
     else:
@@ -104,7 +98,7 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
 
     return fit(
         model, items, _Collate(pad), step,
-        cfg=tcfg.train, seed=tcfg.train.seed or cfg.seed, run_dir=out.with_name("teacher-logs"),
+        cfg=tcfg.train, seed=tcfg.train.seed or cfg.seed, run_dir=logs_dir(out),
         evaluate_fn=(lambda: evaluator(model)) if evaluator else None,
         select_key=f"{select_lang}/{tcfg.train.select_metric}" if evaluator else None,
         save_fn=lambda: model.save(out, tokenizer, {"role": "teacher", "base_model": str(path)}),
@@ -162,6 +156,19 @@ def build_streams(cfg: RunConfig, data: RunData) -> list[Stream]:
     return [s for s in streams if s.student_texts]
 
 
+def _with_teacher(cfg: RunConfig) -> RunConfig:
+    return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, use_teacher=True))
+
+
+def _same_steps(train: TrainConfig, peers: list[Stream]) -> TrainConfig:
+    """The training budget of the distilled student the baseline stands beside: as many optimizer
+    steps (its epochs over its larger set of streams), unless train.max_steps fixes them."""
+    if train.max_steps is not None:
+        return train
+    n = sum(len(s.student_texts) for s in peers)
+    return dataclasses.replace(train, max_steps=max(1, math.ceil(train.epochs * math.ceil(n / train.batch_size))))
+
+
 def default_layer_map(n_student: int, copied: list[int] | None, n_teacher: int) -> list[tuple[int, int]]:
     """Map hidden-state indices (0 = embeddings) student -> teacher.
 
@@ -176,7 +183,10 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     d = cfg.distill
     needs_internals = d.hidden_weight > 0 or d.attention_weight > 0
     attn = "eager" if d.attention_weight > 0 else None
-    teacher, t_tok = EncoderClassifier.load(teacher_dir(cfg), flag="teacher", attn_implementation=attn)
+    # An xdistill classifier, or a fine-tuned HF sequence-classification folder used as it is
+    # (teacher.finetune: false), its logits reordered to data.labels.
+    teacher, t_tok = load_classifier(teacher_dir(cfg), flag="teacher", labels=cfg.data.labels,
+                                     attn_implementation=attn, max_length=cfg.teacher.max_length)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad = False
@@ -188,7 +198,12 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     for s in streams:
         log.info("stream %s: %d examples", s.name, len(s.student_texts))
 
-    corpus = [t for s in streams for t in s.student_texts] + [p for s in streams for p in (s.student_pairs or []) if p]
+    # The no-distillation baseline (use_teacher: false) differs from the distilled student in the
+    # teacher signal only: its vocabulary is trimmed on the texts the distilled student would read
+    # (target languages included; trimmed on English alone, Chinese would become <unk>), and it
+    # trains as many steps (below).
+    peers = streams if d.use_teacher else build_streams(_with_teacher(cfg), data)
+    corpus = [t for s in peers for t in s.student_texts] + [p for s in peers for p in (s.student_pairs or []) if p]
     encoder, s_tok, student_info = build_student(teacher.encoder, t_tok, cfg.student, corpus,
                                                 text_prefix=teacher.text_prefix, progress=progress)
     if attn:
@@ -197,8 +212,9 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         encoder, cfg.data.labels, pooling=teacher.pooling, dropout=cfg.teacher.dropout,
         text_prefix=teacher.text_prefix, max_length=cfg.student_max_length,
     )
-    if student.hidden_size == teacher.hidden_size:
-        # Starting from the teacher's head makes the copied student's first logits meaningful.
+    if teacher.head is not None and student.hidden_size == teacher.hidden_size:
+        # Starting from the teacher's head makes the copied student's first logits meaningful
+        # (an HF checkpoint's own head reads its pooler, not this head's input: it has none).
         student.head.load_state_dict(teacher.head.state_dict())
 
     cache = TeacherCache(cfg.cache_dir)
@@ -289,7 +305,8 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     }
     result = fit(
         student, items, _Collate(s_pad, t_pad), step,
-        cfg=cfg.train, seed=cfg.train.seed or cfg.seed, run_dir=Path(cfg.run_dir) / "student-logs",
+        cfg=cfg.train if d.use_teacher else _same_steps(cfg.train, peers), seed=cfg.train.seed or cfg.seed,
+        run_dir=logs_dir(out_dir),
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
         select_key=f"{select_lang}/{cfg.train.select_metric}" if evaluator else None,
         save_fn=lambda: student.save(out_dir, s_tok, {**extra_info, "selected_on": select_lang}),
@@ -303,12 +320,14 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     return result
 
 
-def teacher_outputs(cache: TeacherCache, fingerprint: str, teacher: EncoderClassifier, tokenizer,
+def teacher_outputs(cache: TeacherCache, fingerprint: str, teacher: nn.Module, tokenizer,
                     texts: list[str], pairs: list[str | None] | None, cfg: RunConfig,
                     outputs: tuple[str, ...], description: str, progress: bool) -> dict[str, np.ndarray]:
     """The teacher's outputs on these texts, from the cache or computed (and cached) now."""
-    key = cache.key(fingerprint, _joined(texts, pairs),
-                    {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": list(outputs)})
+    settings = {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": list(outputs)}
+    if getattr(teacher, "label_order", None) is not None:
+        settings["label_order"] = teacher.label_order  # an HF teacher's logits, reordered to data.labels
+    key = cache.key(fingerprint, _joined(texts, pairs), settings)
     ids: list[list[int]] = []
 
     def compute(start: int, end: int) -> dict[str, np.ndarray]:

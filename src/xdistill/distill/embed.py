@@ -30,23 +30,27 @@ from transformers import AutoTokenizer
 
 from ..config import RunConfig
 from ..data.embed_data import EmbedData, load_embed_data, unique
-from ..evaluate.embed_metrics import bidirectional_retrieval, embedding_mse
+from ..layout import logs_dir, student_dir
 from ..losses import EmbeddingMSELoss, TranslationRankingLoss
-from ..models.classifier import check_model_folder, load_encoder, read_model_info
-from ..models.sentence import (SentenceEncoder, fingerprint_sentence_encoder, load_sentence_encoder,
-                               read_sentence_settings, resolve_model_path, save_sentence_encoder)
+from ..metrics.embedding import bidirectional_retrieval, embedding_mse
+from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
+from ..models.classifier import load_encoder
+from ..models.folder import check_model_folder, read_model_info
+from ..models.sentence import (
+    SentenceEncoder,
+    fingerprint_sentence_encoder,
+    load_sentence_encoder,
+    read_sentence_settings,
+    resolve_model_path,
+    save_sentence_encoder,
+)
 from ..models.student import build_student
 from ..models.tiny import RANDOM_PREFIX, resolve_random_encoder
-from .batches import encode_texts, pad_ids, pad_token_id, predict
 from .cache import TeacherCache
 from .fit import FitResult, fit
 
 log = logging.getLogger(__name__)
 SELECT_KEY = "mean/mse"  # dev MSE to the teacher over English and translations; lower is better
-
-
-def embed_student_dir(cfg: RunConfig) -> Path:
-    return Path(cfg.run_dir) / "student"
 
 
 def resolve_teacher(cfg: RunConfig, data: EmbedData) -> Path:
@@ -204,7 +208,7 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         dev_targets = {lang: vectors[[row_of[t] for t in texts]] for lang, texts in dev_sources.items()}
         evaluator = EmbeddingDevEvaluator(data.dev, dev_targets, s_tok, student, cfg.data.source_lang,
                                           cfg.embed.eval_batch_size)
-    out_dir = embed_student_dir(cfg)
+    out_dir = student_dir(cfg)
     info = {
         "role": "student",
         "task": "embedding",
@@ -217,7 +221,7 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     }
     return fit(
         student, items, _Collate(pad_token_id(s_tok), torch.as_tensor(vectors, dtype=torch.float32)), step,
-        cfg=cfg.train, seed=cfg.train.seed or cfg.seed, run_dir=Path(cfg.run_dir) / "student-logs",
+        cfg=cfg.train, seed=cfg.train.seed or cfg.seed, run_dir=logs_dir(out_dir),
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
         select_key=SELECT_KEY if evaluator else None,
         save_fn=lambda: save_sentence_encoder(student, s_tok, out_dir, info),
@@ -227,6 +231,6 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
 
 def recorded_teacher(cfg: RunConfig) -> Path | None:
     """The teacher folder a saved student was distilled from (a ``random:`` teacher lives in the cache)."""
-    folder = embed_student_dir(cfg)
-    teacher = read_model_info(folder).get("teacher") if folder.is_dir() else None
+    folder = student_dir(cfg)
+    teacher = read_model_info(folder, optional=True).get("teacher") if folder.is_dir() else None
     return Path(teacher) if teacher else None

@@ -24,8 +24,9 @@ from ..config import RunConfig, Seq2SeqArchConfig, TrainConfig
 from ..data.examples import ParallelPair
 from ..data.mt_data import MTData, load_mt_data
 from ..errors import XdistillError
-from ..evaluate.mt_metrics import translation_scores
+from ..layout import logs_dir, student_dir, teacher_dir
 from ..losses.word_kd import WordKDLoss
+from ..metrics.translation import translation_scores
 from ..models.seq2seq import build_marian, save_translator, train_per_side_tokenizer, train_tokenizer
 from ..models.translators import CommandTranslator, Seq2SeqTranslator, Translator
 from ..models.warm_start import build_warm_started
@@ -33,15 +34,6 @@ from .cache import TextCache
 from .fit import FitResult, fit
 
 log = logging.getLogger(__name__)
-
-
-def mt_teacher_dir(cfg: RunConfig) -> Path:
-    """Where the teacher lives: ``teacher.path``, or RUN_DIR/teacher for one xdistill trains."""
-    return Path(cfg.teacher.path) if cfg.teacher.path else Path(cfg.run_dir) / "teacher"
-
-
-def mt_student_dir(cfg: RunConfig) -> Path:
-    return Path(cfg.run_dir) / "student"
 
 
 def teacher_kind(cfg: RunConfig) -> str:
@@ -52,7 +44,7 @@ def load_teacher_translator(cfg: RunConfig) -> Translator:
     if cfg.teacher.command:
         return CommandTranslator(cfg.teacher.command, batch_size=cfg.mt.command_batch_size,
                                  timeout_s=cfg.mt.command_timeout_s)
-    folder = mt_teacher_dir(cfg)
+    folder = teacher_dir(cfg)
     if not (folder / "config.json").is_file():
         hint = ("run `xdistill translate-teacher train --config ...` first (or `xdistill run`)"
                 if not cfg.teacher.path else "check teacher.path")
@@ -132,7 +124,7 @@ def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitRe
     model, tokenizer = build_translation_model(cfg.mt.teacher_model, data.train, cfg, progress=progress)
     info = _info(cfg, "teacher", data, {"trained_on": "references", "pairs": len(data.train)}, cfg.mt.teacher_model)
     return train_seq2seq(model, tokenizer, data.train, data.dev, cfg=cfg, train_cfg=cfg.teacher.train,
-                         out_dir=mt_teacher_dir(cfg), log_dir=Path(cfg.run_dir) / "teacher-logs", info=info,
+                         out_dir=teacher_dir(cfg), log_dir=logs_dir(teacher_dir(cfg)), info=info,
                          progress=progress, desc="teacher")
 
 
@@ -190,8 +182,8 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
              ", ".join(f"{k}={v}" for k, v in made.items() if k != "teacher"),
              sum(p.numel() for p in model.parameters()) / 1e6)
     info = _info(cfg, "student", data, made, mt.student)
-    return train_seq2seq(model, tokenizer, pairs, data.dev, cfg=cfg, train_cfg=cfg.train, out_dir=mt_student_dir(cfg),
-                         log_dir=Path(cfg.run_dir) / "student-logs", info=info, teacher=word_teacher,
+    return train_seq2seq(model, tokenizer, pairs, data.dev, cfg=cfg, train_cfg=cfg.train, out_dir=student_dir(cfg),
+                         log_dir=logs_dir(student_dir(cfg)), info=info, teacher=word_teacher,
                          progress=progress, desc="student")
 
 
@@ -215,7 +207,7 @@ def _corpus(pairs: list[ParallelPair]) -> list[str]:
 
 
 def _teacher_name(cfg: RunConfig) -> str:
-    return cfg.teacher.command or str(mt_teacher_dir(cfg))
+    return cfg.teacher.command or str(teacher_dir(cfg))
 
 
 def _info(cfg: RunConfig, role: str, data: MTData, made: dict[str, Any], arch: Seq2SeqArchConfig) -> dict[str, Any]:

@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import itertools
 import logging
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..config import RunConfig
-from ..data.embed_data import EmbedData, load_embed_data, load_retrieval_sets, text_key, unique
-from ..data.examples import Columns, ParallelPair
+from ..config import ColumnsConfig, RunConfig
+from ..data.embed_data import EmbedData, load_embed_data, load_retrieval_sets
+from ..data.examples import ParallelPair
+from ..data.hygiene import seeded_subset, text_key, unique
 from ..data.readers import read_labelled
-from ..distill.batches import encode_texts, pad_ids, pad_token_id
-from ..distill.embed import embed_student_dir, load_teacher, recorded_teacher, resolve_teacher, teacher_embeddings
+from ..distill.embed import load_teacher, recorded_teacher, resolve_teacher, teacher_embeddings
 from ..errors import ModelError
+from ..layout import student_dir
+from ..metrics.embedding import bidirectional_retrieval, embedding_mse, probe_accuracy
+from ..models.batches import encode_texts, pad_ids, pad_token_id
 from ..models.sentence import SentenceEncoder, encode, load_sentence_encoder, resolve_model_path
-from .embed_metrics import bidirectional_retrieval, embedding_mse, probe_accuracy
+from .embed_report import write_embedding_report
+from .run_eval import machine_info
 from .size_speed import count_parameters, disk_mb, measure_speed
 
 log = logging.getLogger(__name__)
@@ -62,21 +65,18 @@ def load_probe(cfg: RunConfig) -> ProbeData | None:
     if probe is None:
         return None
     c = probe.columns
-    cols = Columns(text=c.text, label=c.label, text_pair=None, lang=None, id=None)
+    cols = ColumnsConfig(text=c.text, label=c.label, text_pair=None, lang=None, id=None)
     seed = cfg.data.sample_seed
 
     def read(path: str, lang: str, limit: int | None):
         examples, _ = read_labelled(cfg.data.resolve(path), columns=cols, labels=probe.labels,
                                     label_map=probe.label_map or None, lang=lang, header=probe.header)
-        if limit is not None and len(examples) > limit:
-            examples = [examples[i] for i in sorted(random.Random(f"{seed}-probe-{lang}").sample(range(len(examples)), limit))]
-        return examples
+        return seeded_subset(examples, limit, seed, "probe", lang)
 
     tests = {lang: read(path, lang, probe.max_test) for lang, path in probe.test.items()}
     test_keys = {text_key(e.text) for exs in tests.values() for e in exs}
     train = [e for e in read(probe.train, cfg.data.source_lang, None) if text_key(e.text) not in test_keys]
-    if probe.max_train is not None and len(train) > probe.max_train:
-        train = [train[i] for i in sorted(random.Random(f"{seed}-probe-train").sample(range(len(train)), probe.max_train))]
+    train = seeded_subset(train, probe.max_train, seed, "probe", "train")
     return ProbeData([e.text for e in train], [e.label for e in train],
                      {lang: ([e.text for e in exs], [e.label for e in exs]) for lang, exs in tests.items()})
 
@@ -155,10 +155,8 @@ def load_eval_data(cfg: RunConfig, teacher: SentenceEncoder, t_tok, teacher_fold
 
 def evaluate_embedding_run(cfg: RunConfig, *, progress: bool = True, write: bool = True) -> dict[str, Any]:
     """Evaluate teacher, student and ``embed.references``; write results.json and report.md."""
-    from .embed_report import write_embedding_report
-    from .run_eval import machine_info
 
-    student_folder = embed_student_dir(cfg)
+    student_folder = student_dir(cfg)
     if not (student_folder / "modules.json").is_file():
         raise ModelError(f"no sentence-embedding student in {student_folder}; run `xdistill distill --config ...` first")
     data = load_embed_data(cfg)

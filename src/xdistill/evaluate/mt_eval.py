@@ -16,10 +16,11 @@ from typing import Any
 from ..config import RunConfig
 from ..data.mt_data import load_test_sets
 from ..distill.cache import TextCache
-from ..distill.translate import decode_settings, load_teacher_translator, mt_student_dir, teacher_kind
+from ..distill.translate import decode_settings, load_teacher_translator, teacher_kind
 from ..io_utils import atomic_write_json, atomic_write_text
+from ..layout import student_dir
+from ..metrics.translation import translation_scores
 from ..models.translators import Seq2SeqTranslator, Translator
-from .mt_metrics import translation_scores
 from .run_eval import machine_info
 from .size_speed import count_parameters, disk_mb, measure_speed
 
@@ -72,7 +73,7 @@ def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[s
     if not tests:
         raise ValueError("mt.eval lists no test sets; add at least one (e.g. FLORES-200 devtest)")
     target = cfg.data.target_langs[0]
-    student_folder = mt_student_dir(cfg)
+    student_folder = student_dir(cfg)
     if not (student_folder / "config.json").is_file():
         raise FileNotFoundError(f"no student in {student_folder}; run `xdistill distill --config ...` first")
     models: dict[str, tuple[Translator, int]] = {

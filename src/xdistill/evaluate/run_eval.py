@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ import torch
 
 from ..config import RunConfig
 from ..data.splits import load_test, text_pairs
-from ..distill.batches import encode_texts, pad_ids, pad_token_id, predict
-from ..models.classifier import EncoderClassifier
-from .metrics import agreement, classification_metrics
+from ..layout import student_dir, teacher_dir
+from ..metrics.classification import agreement, classification_metrics
+from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
+from ..models.hf_classifier import load_classifier
 from .report import write_report
-from .size_speed import count_parameters, disk_mb, measure_speed
+from .size_speed import count_parameters, disk_mb, measure_speeds
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,26 @@ def machine_info() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu,
+        **code_version(),
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
+
+
+def code_version() -> dict[str, Any]:
+    """The commit the code ran on (and whether the work tree had uncommitted changes), so every
+    result can be traced to the code that made it; ``None`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
 
 
 def evaluate_classifier(
@@ -51,8 +68,10 @@ def evaluate_classifier(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics per language, size and (with ``evaluate.speed``) speed of one classifier folder.
 
-    Returns the report entry and the predictions per language (for agreement with a reference)."""
-    model, tokenizer = EncoderClassifier.load(folder, flag=name)
+    A fine-tuned HF sequence-classification folder (a teacher used as it is) is read with its
+    logits in data.labels order. Returns the report entry and the predictions per language (for
+    agreement with a reference)."""
+    model, tokenizer = load_classifier(folder, flag=name, labels=cfg.data.labels, max_length=cfg.teacher.max_length)
     pad = pad_token_id(tokenizer)
     entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
     predictions: dict[str, np.ndarray] = {}
@@ -65,8 +84,6 @@ def evaluate_classifier(
         gold = np.array([e.label for e in examples])
         entry["metrics"][lang] = classification_metrics(gold, predictions[lang], len(cfg.data.labels),
                                                         ordinal=cfg.data.ordinal)
-    if cfg.evaluate.speed:
-        entry.update(_speed(model, tokenizer, [e for exs in test.values() for e in exs], cfg))
     return entry, predictions
 
 
@@ -110,30 +127,44 @@ def evaluate_models(
         for name in predictions:
             if name != reference:
                 add_agreement(results["models"][name], predictions[name], predictions[reference])
+    if cfg.evaluate.speed:
+        for name, speed in classifier_speeds(cfg, models, test).items():
+            results["models"][name].update(speed)
     return results
 
 
-def _speed(model: EncoderClassifier, tokenizer, examples, cfg: RunConfig) -> dict[str, float]:
-    """Latency at batch 1 and throughput at batch 32 on real test inputs (same inputs for every model)."""
-    sample = examples[: max(32, 1)]
-    ids = encode_texts(tokenizer, [e.text for e in sample], text_pairs(sample), prefix=model.text_prefix,
-                       max_length=model.max_length)
-    pad = pad_token_id(tokenizer)
-    batches = {bs: pad_ids((ids * ((bs // len(ids)) + 1))[:bs], pad) for bs in (1, 32)}
-    model.eval()
+def speed_sample(test: dict[str, list], n: int = 32) -> list:
+    """``n`` test examples taken in turn from every language (en, es, zh, en, ...): the speed of a
+    multilingual model depends on the language (Chinese tokenises longer), so every model is timed
+    on the same mix of every evaluated language."""
+    pools = [examples for examples in test.values() if examples]
+    sample = [pool[i] for i in range(max(map(len, pools), default=0)) for pool in pools if i < len(pool)]
+    return sample[:n]
 
-    def run(bs: int) -> None:
-        input_ids, mask = batches[bs]
-        model(input_ids, mask)
 
-    speed = measure_speed(run, batch_sizes=(1, 32), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
-    return {"latency_ms_b1": speed["latency_ms_b1"], "throughput_b32": speed["throughput_b32"],
-            "speed_threads": speed["threads"]}
+def classifier_speeds(cfg: RunConfig, folders: dict[str, Path], test: dict[str, list]) -> dict[str, dict[str, Any]]:
+    """Latency at batch 1 and throughput at batch 32 of every classifier, timed interleaved in one
+    window on the same inputs (``speed_sample``), with the spread of every timed call."""
+    sample = speed_sample(test)
+    runners = {}
+    for name, folder in folders.items():
+        model, tokenizer = load_classifier(folder, flag=name, labels=cfg.data.labels,
+                                           max_length=cfg.teacher.max_length)
+        model.eval()
+        ids = encode_texts(tokenizer, [e.text for e in sample], text_pairs(sample), prefix=model.text_prefix,
+                           max_length=model.max_length)
+        pad = pad_token_id(tokenizer)
+        batches = {bs: pad_ids((ids * ((bs // len(ids)) + 1))[:bs], pad) for bs in (1, 32)}
+        runners[name] = lambda bs, model=model, batches=batches: model(*batches[bs])
+    speeds = measure_speeds(runners, batch_sizes=(1, 32), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
+    return {name: {"latency_ms_b1": s["latency_ms_b1"], "throughput_b32": s["throughput_b32"],
+                   "speed_threads": s["threads"], "speed_repeats": s["repeats"],
+                   "speed_samples_ms": {"b1": s["samples_ms_b1"], "b32": s["samples_ms_b32"]},
+                   "speed_iqr_ms": {"b1": s["iqr_ms_b1"], "b32": s["iqr_ms_b32"]}}
+            for name, s in speeds.items()}
 
 
 def evaluate_run(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:
-    from ..distill.classify import student_dir, teacher_dir
-
     models = {"teacher": teacher_dir(cfg), "student": student_dir(cfg)}
     results = evaluate_models(cfg, models, progress=progress)
     teacher, student = results["models"]["teacher"], results["models"]["student"]

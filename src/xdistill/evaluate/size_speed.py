@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -88,3 +88,67 @@ def _median_seconds(run_batch: Callable[[int], None], bs: int, warmup: int, repe
         run_batch(bs)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def measure_speeds(
+    runners: Mapping[str, Callable[[int], None]],
+    *,
+    batch_sizes: Iterable[int] = (1, 32),
+    threads: int = 2,
+    warmup: int = 2,
+    repeats: int = 5,
+) -> dict[str, dict]:
+    """Time several models in one window, interleaved: every repeat runs one timed call of each model
+    in turn (A, B, A, B, ...; the order rotates each repeat), so a burst of machine noise or a
+    frequency change hits all of them alike and their ratio stays meaningful on a shared machine.
+
+    Returns, per model name, what ``measure_speed`` returns plus ``samples_ms_b{bs}`` (every timed
+    call) and ``iqr_ms_b{bs}`` (the spread between the 25th and 75th percentile).
+    """
+    if repeats < 1 or warmup < 0 or threads < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
+    names = list(runners)
+    batch_sizes = list(batch_sizes)
+    samples = {name: {bs: [] for bs in batch_sizes} for name in names}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for name in names:
+                for bs in batch_sizes:
+                    for _ in range(warmup):
+                        runners[name](bs)
+            for r in range(repeats):
+                order = names[r % len(names):] + names[:r % len(names)]
+                for bs in batch_sizes:
+                    for name in order:
+                        start = time.perf_counter()
+                        runners[name](bs)
+                        samples[name][bs].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    out: dict[str, dict] = {}
+    for name in names:
+        entry: dict = {"threads": threads, "repeats": repeats}
+        for bs in batch_sizes:
+            times = samples[name][bs]
+            median_s = statistics.median(times)
+            entry[f"latency_ms_b{bs}"] = 1000.0 * median_s
+            entry[f"throughput_b{bs}"] = bs / median_s if median_s > 0 else float("inf")
+            entry[f"samples_ms_b{bs}"] = [round(1000.0 * t, 4) for t in times]
+            q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+            entry[f"iqr_ms_b{bs}"] = 1000.0 * (q[2] - q[0])
+        out[name] = entry
+    return out
+
+
+def speedups(speeds: Mapping[str, dict], reference: str, batch_sizes: Iterable[int] = (1, 32)) -> dict[str, dict]:
+    """``reference``'s median time over each other model's, per batch size (2.0 = twice as fast),
+    from timings taken in one interleaved window (``measure_speeds``)."""
+    out = {}
+    for name, entry in speeds.items():
+        if name == reference:
+            continue
+        out[name] = {f"speedup_b{bs}": speeds[reference][f"latency_ms_b{bs}"] / entry[f"latency_ms_b{bs}"]
+                     for bs in batch_sizes}
+    return out

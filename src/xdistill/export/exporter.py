@@ -13,23 +13,35 @@ Two checks, both run on the exported folder through the same loader ``predict`` 
 
 The export is written to a temporary folder and renamed at the end: a failed check or a kill
 leaves any earlier export at ``out`` as it was.
+
+``out`` is never emptied of files xdistill did not write. An earlier export there (its
+``xdistill_model.json`` lists the files it wrote) is replaced. A folder holding anything else is
+refused unless ``overwrite``; then the export is written next to those files, and it stops
+before replacing one of them that has a name the export needs (``config.json``, ``README.md``,
+...). ``out`` may be relative, ``.`` included; the current folder, or one holding it, is written
+into in place (file by file, ``xdistill_model.json`` last) rather than replaced.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ModelError, XdistillError
-from ..io_utils import atomic_dir, atomic_write_json
-from .runtime import MODEL_INFO, LoadedModel, detect_kind, load_model
+from ..io_utils import atomic_dir
+from ..models.folder import MODEL_INFO, read_model_info, write_model_info
+from .runtime import LoadedModel, detect_kind, load_model
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +83,10 @@ class ExportResult:
 
 def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: str | None = None,
                  eval_config: str | Path | None = None, max_drop: float = 0.5,
-                 sample_texts: Sequence[str] | None = None, threads: int = 2) -> ExportResult:
+                 sample_texts: Sequence[str] | None = None, threads: int = 2, overwrite: bool = False
+                 ) -> ExportResult:
     start = time.perf_counter()
-    model_dir, out = Path(model_dir), Path(out)
+    model_dir, out = Path(model_dir), Path(os.path.abspath(Path(out).expanduser()))
     kind, src_format, info = detect_kind(model_dir)
     if src_format != "pytorch":
         raise ModelError(f"{model_dir} is already a {src_format} export; export from the PyTorch folder")
@@ -87,19 +100,30 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: 
         raise ModelError(f"--quantize {quantize!r} is not supported; use int8 or leave it out")
     if out.resolve() == model_dir.resolve():
         raise ModelError("--out must differ from the model folder (the export would replace the original)")
+    if fmt == "ctranslate2":
+        _check_ct2_exportable(model_dir)
+    owned, foreign = _out_files(out)
+    if foreign and not overwrite:
+        listed = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ModelError(f"--out {out} already holds files xdistill did not write ({listed}); export into a new or "
+                         "empty folder, or pass --overwrite to write the export next to them (files xdistill did "
+                         "not write are never deleted or replaced)")
     reference = load_model(model_dir, threads=threads)
     # The dev data is read once: it gives the parity samples and the gate's measurements.
     dev = dev_data(eval_config, kind) if eval_config is not None else None
     samples = list(sample_texts or (dev["texts"][:64] if dev else None) or SAMPLE_TEXTS)
-    with atomic_dir(out) as tmp:
+    in_place = out.exists() and (bool(foreign) or _holds_cwd(out))
+    with _staging(out, in_place, owned, foreign) as tmp:
         if fmt == "onnx":
             _export_onnx(reference, tmp, quantize)
         else:
             _export_ct2(model_dir, reference, tmp, quantize)
         reference.tokenizer.save_pretrained(tmp)
+        # "files": what this export wrote, so a later export into the folder knows what it may replace.
+        files = sorted({*_files_under(tmp), MODEL_INFO, "README.md"})
         exported_info = {**info, "format": fmt, "quantize": quantize, "exported_from": str(model_dir),
-                         **({"onnx_file": "model.onnx"} if fmt == "onnx" else {})}
-        atomic_write_json(tmp / MODEL_INFO, exported_info)
+                         **({"onnx_file": "model.onnx"} if fmt == "onnx" else {}), "files": files}
+        exported_info = write_model_info(tmp, exported_info)
         exported = load_model(tmp, threads=threads)
         parity = check_parity(reference, exported, samples)
         tolerance_ok = parity.pop("ok")
@@ -118,10 +142,85 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: 
 
         write_model_card(tmp, exported_info, export={"format": fmt, "quantize": quantize, "parity": parity,
                                                      "gate": gate})
-    from ..evaluate.size_speed import disk_mb
-
+    size = sum((out / name).stat().st_size for name in files if (out / name).is_file()) / 1e6
     return ExportResult(folder=str(out), kind=kind, format=fmt, quantize=quantize, parity=parity, gate=gate,
-                        disk_mb=disk_mb(out), seconds=time.perf_counter() - start)
+                        disk_mb=size, seconds=time.perf_counter() - start)
+
+
+# -- the --out folder -----------------------------------------------------------------------------
+
+_STAGING_PREFIX = ".xdistill-export-"
+
+
+def _files_under(folder: Path) -> set[str]:
+    """Relative paths of the files under ``folder`` (an in-place export's staging folder left out)."""
+    found = set()
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if rel.parts[0].startswith(_STAGING_PREFIX) or path.is_dir():
+            continue
+        found.add(rel.as_posix())
+    return found
+
+
+def _out_files(out: Path) -> tuple[set[str], set[str]]:
+    """``(owned, foreign)``: the files at ``out`` an earlier export wrote, and all the others."""
+    if not out.exists():
+        return set(), set()
+    if not out.is_dir():
+        raise ModelError(f"--out {out} is a file; give a folder to write the export to")
+    present = _files_under(out)
+    try:
+        info = read_model_info(out, optional=True)
+    except ModelError:
+        info = {}  # an unreadable info file: nothing there is known to be xdistill's
+    if info.get("format") not in FORMATS:
+        return set(), present
+    listed = info.get("files")
+    # An export written before the list was kept: the folder was created whole by xdistill.
+    owned = present & set(listed) if isinstance(listed, list) else present
+    return owned, present - owned
+
+
+def _holds_cwd(out: Path) -> bool:
+    cwd, target = Path.cwd().resolve(), out.resolve()
+    return cwd == target or target in cwd.parents
+
+
+@contextmanager
+def _staging(out: Path, in_place: bool, owned: set[str], foreign: set[str]) -> Iterator[Path]:
+    """A folder to write the export into; on success it becomes ``out``.
+
+    Not ``in_place``: ``atomic_dir`` (a sibling renamed over ``out``, which holds nothing or only
+    an earlier export). ``in_place``: a hidden folder inside ``out`` whose files are then moved
+    into ``out``, ``xdistill_model.json`` last (a kill in between leaves weights that do not match
+    the recorded checksums, which loading reports); files the earlier export wrote and this one
+    does not are removed, nothing else is.
+    """
+    if not in_place:
+        with atomic_dir(out) as tmp:
+            yield tmp
+        return
+    for stale in out.glob(_STAGING_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out))
+    try:
+        yield tmp
+        new = _files_under(tmp)
+        clash = sorted(new & foreign)
+        if clash:
+            raise ModelError(f"--out {out}: {clash[0]} is there already and xdistill did not write it; the export "
+                             "would replace it. Move it away, or export into a new or empty folder")
+        for rel in sorted(new, key=lambda r: r == MODEL_INFO):
+            dest = out / rel
+            if dest.is_dir() and not dest.is_symlink():
+                raise ModelError(f"--out {out}: {rel} is a folder there; the export needs that name for a file")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, dest)
+        for rel in owned - new:
+            (out / rel).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- ONNX -----------------------------------------------------------------------------------------
@@ -186,14 +285,18 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
 # -- CTranslate2 ----------------------------------------------------------------------------------
 
 
-def _export_ct2(model_dir: Path, reference: LoadedModel, folder: Path, quantize: str | None) -> None:
-    import ctranslate2
-
+def _check_ct2_exportable(model_dir: Path) -> None:
     if (model_dir / "target_vocab.json").is_file():
         # The converter writes one shared vocabulary (the source side's): the decoder's ids would be misread.
         raise ModelError(f"{model_dir} has one vocabulary per side (mt.separate_vocabs); CTranslate2's converter "
                          "writes a single shared vocabulary, so this model cannot be exported to ctranslate2. "
                          "Serve the PyTorch folder, or train with mt.separate_vocabs: false to export")
+
+
+def _export_ct2(model_dir: Path, reference: LoadedModel, folder: Path, quantize: str | None) -> None:
+    import ctranslate2
+
+    _check_ct2_exportable(model_dir)
 
     converter = ctranslate2.converters.TransformersConverter(str(model_dir))
     converter.convert(str(folder), quantization=quantize or "float32", force=True)
@@ -256,14 +359,14 @@ def model_metric(model: LoadedModel, data: dict[str, Any]) -> tuple[str, float]:
             accs.append(100.0 * float(np.mean(pred == np.array([e.label for e in examples]))))
         return "accuracy", float(np.mean(accs))
     if model.kind == "sentence-encoder":
-        from ..evaluate.embed_metrics import retrieval_accuracy
+        from ..metrics.embedding import retrieval_accuracy
 
         scores = []
         for pairs in data["sets"].values():
             src, tgt = model.embed([p.source for p in pairs]), model.embed([p.target for p in pairs])
             scores.append(retrieval_accuracy(src, tgt))
         return "retrieval accuracy", float(np.mean(scores))
-    from ..evaluate.mt_metrics import translation_scores
+    from ..metrics.translation import translation_scores
 
     pairs = data["pairs"]
     hyps = model.translate([p.source for p in pairs], beam=1)

@@ -17,22 +17,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..config import Decoding
 from ..errors import ModelError
-from ..models.decoding import Decoding
+from ..models.folder import MODEL_INFO, read_model_info, verify_weights
+from ..models.hf_classifier import is_hf_sequence_classifier
 from ..models.translators import Seq2SeqTranslator, saved_decoding
 
-MODEL_INFO = "xdistill_model.json"
+__all__ = ["MODEL_INFO", "KINDS", "LoadedModel", "detect_kind", "load_model"]
+
 KINDS = ("classifier", "sentence-encoder", "translation")
-
-
-def read_info(folder: Path) -> dict[str, Any]:
-    path = folder / MODEL_INFO
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc}); re-export or re-train the model") from None
 
 
 def detect_kind(folder: str | Path) -> tuple[str, str, dict[str, Any]]:
@@ -40,7 +33,7 @@ def detect_kind(folder: str | Path) -> tuple[str, str, dict[str, Any]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"{folder}: no such model folder")
-    info = read_info(folder)
+    info = read_model_info(folder, optional=True)
     fmt = info.get("format", "pytorch")
     kind = info.get("kind") or ("translation" if info.get("task") == "translation" else None)
     if kind is None and (folder / "modules.json").is_file():
@@ -49,10 +42,15 @@ def detect_kind(folder: str | Path) -> tuple[str, str, dict[str, Any]]:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         if config.get("is_encoder_decoder"):
             kind = "translation"  # any HF seq2seq folder (Marian, ...)
+        elif is_hf_sequence_classifier(folder):
+            kind = "classifier"  # a fine-tuned HF ...ForSequenceClassification folder, its own labels
+            id2label = config.get("id2label") or {}
+            info = {**info, "kind": kind, "max_length": min(512, int(config.get("max_position_embeddings") or 512)),
+                    "labels": [str(id2label.get(str(i), f"LABEL_{i}")) for i in range(len(id2label))]}
     if kind not in KINDS:
         raise ModelError(f"{folder} is not a model xdistill can run: expected an xdistill classifier, sentence "
                          "encoder or translation folder (with xdistill_model.json), a sentence-transformers "
-                         "folder, or a Hugging Face seq2seq folder")
+                         "folder, a Hugging Face sequence-classification folder, or a Hugging Face seq2seq folder")
     return kind, fmt, info
 
 
@@ -100,7 +98,7 @@ class LoadedModel:
             raise ModelError(f"{self.folder} is a {self.kind} model; it cannot {action} (that needs a {kind})")
 
     def _run(self, texts: Sequence[str], pairs, output: str, batch_size: int) -> np.ndarray:
-        from ..distill.batches import encode_texts, pad_token_id, predict
+        from ..models.batches import encode_texts, pad_token_id, predict
 
         ids = encode_texts(self.tokenizer, list(texts), list(pairs) if pairs is not None else None,
                            prefix=self.info.get("text_prefix", "") or "",
@@ -125,10 +123,10 @@ class OnnxModule:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def eval(self) -> "OnnxModule":
+    def eval(self) -> OnnxModule:
         return self
 
-    def train(self, mode: bool = True) -> "OnnxModule":
+    def train(self, mode: bool = True) -> OnnxModule:
         return self
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -184,18 +182,28 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
         onnx_file = folder / info.get("onnx_file", "model.onnx")
         if not onnx_file.is_file():
             raise ModelError(f"{folder} says it is an ONNX export but has no {onnx_file.name}; export it again")
-        return LoadedModel(kind, fmt, folder, info, AutoTokenizer.from_pretrained(folder),
-                           OnnxModule(onnx_file, threads), labels=list(info.get("labels", [])))
+        verify_weights(folder, info)
+        try:
+            session = OnnxModule(onnx_file, threads)
+        except Exception as exc:  # onnxruntime raises its own types for a damaged graph
+            raise _unreadable(folder, onnx_file.name, exc, fmt, info) from None
+        return LoadedModel(kind, fmt, folder, info, AutoTokenizer.from_pretrained(folder), session,
+                           labels=list(info.get("labels", [])))
     if fmt == "ctranslate2":
+        verify_weights(folder, info)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        return LoadedModel(kind, fmt, folder, info, tokenizer,
-                           CT2Translator(folder, tokenizer, max_length=int(info.get("max_length", 256)),
-                                         threads=threads, decoding=saved_decoding(folder, info)))
+        try:
+            backend = CT2Translator(folder, tokenizer, max_length=int(info.get("max_length", 256)),
+                                    threads=threads, decoding=saved_decoding(folder, info))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise _unreadable(folder, "model.bin", exc, fmt, info) from None
+        return LoadedModel(kind, fmt, folder, info, tokenizer, backend)
     if kind == "classifier":
-        from ..models.classifier import EncoderClassifier
+        from ..models.hf_classifier import load_classifier
 
-        model, tokenizer = EncoderClassifier.load(folder)
-        return LoadedModel(kind, fmt, folder, info, tokenizer, model.eval(), labels=model.labels)
+        model, tokenizer = load_classifier(folder)  # an HF checkpoint keeps its own labels and their order
+        merged = {**info, "text_prefix": model.text_prefix, "max_length": model.max_length}
+        return LoadedModel(kind, fmt, folder, merged, tokenizer, model.eval(), labels=model.labels)
     if kind == "sentence-encoder":
         from ..models.sentence import load_sentence_encoder
 
@@ -205,3 +213,10 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
     translator = Seq2SeqTranslator(folder, max_length=int(info.get("max_length", 256)),
                                    decoding=saved_decoding(folder, info))
     return LoadedModel(kind, fmt, folder, info, translator.tokenizer, translator)
+
+
+def _unreadable(folder: Path, name: str, exc: Exception, fmt: str, info: dict[str, Any]) -> ModelError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    src = info.get("exported_from") or "MODEL_DIR"
+    return ModelError(f"{folder}: {name} cannot be loaded ({reason}); export it again "
+                      f"(`xdistill export {src} --format {fmt} --out {folder}`)")

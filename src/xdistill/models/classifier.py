@@ -11,8 +11,6 @@ it; weights in safetensors) plus ``classifier_head.safetensors`` and ``xdistill_
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +20,20 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from ..errors import ModelError
-from ..io_utils import atomic_write_json
+from ..io_utils import atomic_dir
+from .folder import (
+    MODEL_INFO,
+    check_model_folder,
+    read_model_info,
+    safetensors_problem,
+    verify_weights,
+    write_model_info,
+)
 
-MODEL_INFO = "xdistill_model.json"
+__all__ = ["MODEL_INFO", "HEAD_FILE", "EncoderClassifier", "check_model_folder", "load_encoder", "mean_pool",
+           "read_model_info"]
+
 HEAD_FILE = "classifier_head.safetensors"
-
-
-def read_model_info(folder: str | Path) -> dict[str, Any]:
-    """The xdistill metadata of a model folder, or {} for a plain HF folder."""
-    path = Path(folder) / MODEL_INFO
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def check_model_folder(folder: str | Path, *, flag: str) -> Path:
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        hint = ""
-        if "e5" in folder.name:
-            hint = f"; create it with `xdistill models import e5-small --out {folder}`"
-        raise ModelError(f"{flag}: {folder} is not a Hugging Face model folder (no config.json){hint}")
-    return folder
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -109,40 +99,35 @@ class EncoderClassifier(nn.Module):
     def save(self, folder: str | Path, tokenizer, extra_info: dict[str, Any] | None = None) -> Path:
         """Save as an HF folder + head; written to a temp folder and renamed, so never half-written."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f".{folder.name}.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
         self.encoder.config.id2label = dict(enumerate(self.labels))
         self.encoder.config.label2id = {name: i for i, name in enumerate(self.labels)}
-        self.encoder.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        head = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
-        save_file(head, str(tmp / HEAD_FILE))
-        info = {
-            "kind": "classifier",
-            "labels": self.labels,
-            "pooling": self.pooling,
-            "text_prefix": self.text_prefix,
-            "max_length": self.max_length,
-        }
-        info.update(extra_info or {})
-        atomic_write_json(tmp / MODEL_INFO, info)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        with atomic_dir(folder) as tmp:
+            self.encoder.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            head = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
+            save_file(head, str(tmp / HEAD_FILE))
+            info = {
+                "kind": "classifier",
+                "labels": self.labels,
+                "pooling": self.pooling,
+                "text_prefix": self.text_prefix,
+                "max_length": self.max_length,
+            }
+            info.update(extra_info or {})
+            write_model_info(tmp, info)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path, *, flag: str = "model", attn_implementation: str | None = None):
         """Load a saved classifier and its tokenizer."""
         folder = check_model_folder(folder, flag=flag)
-        info = read_model_info(folder)
+        info = read_model_info(folder, optional=True)
         if info.get("kind") != "classifier" or not (folder / HEAD_FILE).is_file():
             kind = info.get("kind", "a plain encoder")
             raise ModelError(
                 f"{flag}: {folder} is {kind}, not an xdistill classifier; "
-                "train one with `xdistill teacher train` or point to a run's teacher/ or student/ folder"
+                "train one with `xdistill teacher train` or point to a run's teacher/ or student/ folder "
+                "(or to a fine-tuned Hugging Face ...ForSequenceClassification folder)"
             )
         encoder = load_encoder(folder, attn_implementation=attn_implementation)
         model = cls(
@@ -152,15 +137,36 @@ class EncoderClassifier(nn.Module):
             text_prefix=info.get("text_prefix", ""),
             max_length=int(info.get("max_length", 128)),
         )
-        model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        model.head.load_state_dict(load_weights_file(folder, HEAD_FILE))
         return model, AutoTokenizer.from_pretrained(folder)
 
 
+def load_weights_file(folder: str | Path, name: str) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` of ``folder/name``; an unreadable file is one ModelError
+    naming it (the folder's checksums are verified by ``load_encoder`` before this is called)."""
+    path = Path(folder) / name
+    problem = safetensors_problem(path)
+    if problem is None:
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for damaged data
+            problem = str(exc)
+    raise ModelError(f"{folder}: weight file {name} cannot be read ({problem}); restore the folder or "
+                     "re-create the model")
+
+
 def load_encoder(folder: str | Path, *, attn_implementation: str | None = None) -> PreTrainedModel:
+    """The HF encoder of ``folder``, after checking its weight files (see ``folder.verify_weights``)."""
+    verify_weights(folder)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
-        # add_pooling_layer=False: xdistill pools itself; BERT's pooler would be unused weights.
-        return AutoModel.from_pretrained(folder, add_pooling_layer=False, **kwargs)
-    except TypeError:
-        return AutoModel.from_pretrained(folder, **kwargs)
+        try:
+            # add_pooling_layer=False: xdistill pools itself; BERT's pooler would be unused weights.
+            return AutoModel.from_pretrained(folder, add_pooling_layer=False, **kwargs)
+        except TypeError:
+            return AutoModel.from_pretrained(folder, **kwargs)
+    except OSError as exc:
+        reason = (str(exc).splitlines() or [repr(exc)])[0]
+        raise ModelError(f"{folder}: the model cannot be loaded ({reason}); "
+                         "check that the folder is complete or re-create it") from None
 

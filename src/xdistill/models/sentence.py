@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
 
 from ..errors import ModelError
-from ..io_utils import atomic_write_json
-from .classifier import MODEL_INFO, check_model_folder, load_encoder, mean_pool, read_model_info
+from ..io_utils import atomic_dir, atomic_write_json
+from .classifier import load_encoder, load_weights_file, mean_pool
+from .folder import check_model_folder, read_model_info, write_model_info
 
 PACKAGE_PREFIX = "package:"
 POOLINGS = ("mean", "cls", "max")
@@ -173,7 +173,7 @@ def read_sentence_settings(folder: str | Path, *, flag: str = "model") -> dict[s
 
 
 def _read_xdistill_info(folder: Path) -> dict[str, Any]:
-    info = read_model_info(folder)
+    info = read_model_info(folder, optional=True)
     return {k: info[k] for k in ("pooling", "normalize", "text_prefix", "max_length") if k in info}
 
 
@@ -238,7 +238,7 @@ def _load_dense(folder: Path, flag: str) -> tuple[nn.Linear, nn.Module]:
     if not weights.is_file():
         raise ModelError(f"{flag}: {folder} has no model.safetensors (xdistill reads safetensors only)")
     dense = nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)))
-    state = {k.removeprefix("linear."): v for k, v in load_file(str(weights)).items()}
+    state = {k.removeprefix("linear."): v for k, v in load_weights_file(folder, weights.name).items()}
     dense.load_state_dict(state)
     return dense, _ACTIVATIONS[name]()
 
@@ -252,47 +252,42 @@ def save_sentence_encoder(model: SentenceEncoder, tokenizer, folder: str | Path,
     """Write ``model`` as a folder for ``SentenceTransformer(path)`` and ``AutoModel``; written to
     a temporary folder and renamed, so a kill never leaves a half-written student."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.encoder.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    modules = [{"idx": 0, "name": "0", "path": "", "type": _ST + "Transformer"}]
-    atomic_write_json(tmp / "sentence_bert_config.json", {"max_seq_length": model.max_length, "do_lower_case": False})
-    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST + "Pooling"})
-    # The legacy key layout: every sentence-transformers release reads it (>= 5 converts it).
-    atomic_write_json(tmp / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": model.hidden_size,
-        "pooling_mode_cls_token": model.pooling == "cls",
-        "pooling_mode_mean_tokens": model.pooling == "mean",
-        "pooling_mode_max_tokens": model.pooling == "max",
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    })
-    if model.dense is not None:
-        sub = f"{len(modules)}_Dense"
-        activation = {cls: name for name, cls in _ACTIVATIONS.items()}[type(model.dense_activation)]
-        atomic_write_json(tmp / sub / "config.json", {
-            "in_features": model.dense.in_features, "out_features": model.dense.out_features,
-            "bias": model.dense.bias is not None, "activation_function": activation,
+    with atomic_dir(folder) as tmp:
+        model.encoder.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        modules = [{"idx": 0, "name": "0", "path": "", "type": _ST + "Transformer"}]
+        atomic_write_json(tmp / "sentence_bert_config.json",
+                          {"max_seq_length": model.max_length, "do_lower_case": False})
+        modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST + "Pooling"})
+        # The legacy key layout: every sentence-transformers release reads it (>= 5 converts it).
+        atomic_write_json(tmp / "1_Pooling" / "config.json", {
+            "word_embedding_dimension": model.hidden_size,
+            "pooling_mode_cls_token": model.pooling == "cls",
+            "pooling_mode_mean_tokens": model.pooling == "mean",
+            "pooling_mode_max_tokens": model.pooling == "max",
+            "pooling_mode_mean_sqrt_len_tokens": False,
         })
-        state = {f"linear.{k}": v.detach().contiguous().cpu() for k, v in model.dense.state_dict().items()}
-        save_file(state, str(tmp / sub / "model.safetensors"))
-        modules.append({"idx": len(modules), "name": str(len(modules)), "path": sub, "type": _ST + "Dense"})
-    if model.normalize:
-        sub = f"{len(modules)}_Normalize"
-        (tmp / sub).mkdir()
-        modules.append({"idx": len(modules), "name": str(len(modules)), "path": sub, "type": _ST + "Normalize"})
-    atomic_write_json(tmp / "modules.json", modules)
-    if model.text_prefix:
-        # sentence-transformers adds a prompt only when asked; record it as the default prompt.
-        atomic_write_json(tmp / "config_sentence_transformers.json",
-                          {"prompts": {"default": model.text_prefix}, "default_prompt_name": "default"})
-    info = {"kind": "sentence-encoder", **model.settings(), **(extra_info or {})}
-    atomic_write_json(tmp / MODEL_INFO, info)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+        if model.dense is not None:
+            sub = f"{len(modules)}_Dense"
+            activation = {cls: name for name, cls in _ACTIVATIONS.items()}[type(model.dense_activation)]
+            atomic_write_json(tmp / sub / "config.json", {
+                "in_features": model.dense.in_features, "out_features": model.dense.out_features,
+                "bias": model.dense.bias is not None, "activation_function": activation,
+            })
+            state = {f"linear.{k}": v.detach().contiguous().cpu() for k, v in model.dense.state_dict().items()}
+            save_file(state, str(tmp / sub / "model.safetensors"))
+            modules.append({"idx": len(modules), "name": str(len(modules)), "path": sub, "type": _ST + "Dense"})
+        if model.normalize:
+            sub = f"{len(modules)}_Normalize"
+            (tmp / sub).mkdir()
+            modules.append({"idx": len(modules), "name": str(len(modules)), "path": sub, "type": _ST + "Normalize"})
+        atomic_write_json(tmp / "modules.json", modules)
+        if model.text_prefix:
+            # sentence-transformers adds a prompt only when asked; record it as the default prompt.
+            atomic_write_json(tmp / "config_sentence_transformers.json",
+                              {"prompts": {"default": model.text_prefix}, "default_prompt_name": "default"})
+        info = {"kind": "sentence-encoder", **model.settings(), **(extra_info or {})}
+        write_model_info(tmp, info)
     return folder
 
 
@@ -304,7 +299,7 @@ def encode(model: SentenceEncoder, tokenizer, texts: Sequence[str], *, batch_siz
            progress: bool = False, desc: str = "encode") -> np.ndarray:
     """Embeddings (n, dim) of ``texts`` as float32, in input order, with the model's own prefix,
     max length and tokenizer."""
-    from ..distill.batches import encode_texts, pad_token_id, predict
+    from .batches import encode_texts, pad_token_id, predict
 
     if not texts:
         return np.zeros((0, model.dim), dtype=np.float32)
@@ -315,7 +310,7 @@ def encode(model: SentenceEncoder, tokenizer, texts: Sequence[str], *, batch_siz
 
 def fingerprint_sentence_encoder(folder: str | Path) -> str:
     """Content hash of the encoder folder and its module sub-folders (a Dense projection lives in one)."""
-    from ..distill.cache import fingerprint_folder
+    from ..fingerprints import fingerprint_folder
 
     folder = Path(folder)
     parts = [fingerprint_folder(folder)]

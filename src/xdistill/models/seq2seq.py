@@ -22,12 +22,12 @@ from typing import Iterable, Sequence
 
 from ..config import Seq2SeqArchConfig
 from ..errors import XdistillError
-from ..io_utils import atomic_dir, atomic_write_json
+from ..io_utils import atomic_dir
+from .folder import MODEL_INFO, read_model_info, write_model_info  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
-MODEL_INFO = "xdistill_model.json"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int):
@@ -192,15 +192,5 @@ def save_translator(model, tokenizer, folder: str | Path, info: dict) -> Path:
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / MODEL_INFO, {"task": "translation", **info})
+        write_model_info(tmp, {"task": "translation", **info})
     return folder
-
-
-def read_model_info(folder: str | Path) -> dict:
-    path = Path(folder) / MODEL_INFO
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return {}

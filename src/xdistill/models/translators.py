@@ -2,7 +2,7 @@
 
 - ``Seq2SeqTranslator``: any local Hugging Face seq2seq folder (Marian, a model xdistill trained,
   a distilled student), batched ``generate`` with a configurable beam.
-- ``CommandTranslator``: a black box, a shell command reading source lines on stdin and writing one
+- ``CommandTranslator``: a black box, a command reading source lines on stdin and writing one
   translation per line on stdout (``apertium -u eng-spa``, or a script around an API or an LLM).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -17,8 +18,8 @@ from typing import Protocol, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..config import Decoding
 from ..errors import XdistillError
-from .decoding import Decoding
 
 
 class Translator(Protocol):
@@ -38,9 +39,9 @@ def one_line(text: str) -> str:
 def saved_decoding(folder: str | Path, info: dict | None = None) -> Decoding:
     """The decoding settings a model was made with (``decoding`` in ``xdistill_model.json``, or in
     ``info`` when the caller has read it already), else the defaults."""
-    from .seq2seq import MODEL_INFO, read_model_info
+    from .folder import MODEL_INFO, read_model_info
 
-    raw = (info if info is not None else read_model_info(folder)).get("decoding")
+    raw = (info if info is not None else read_model_info(folder, optional=True)).get("decoding")
     try:
         return Decoding.from_dict(raw)
     except (XdistillError, TypeError) as exc:
@@ -55,6 +56,7 @@ class Seq2SeqTranslator:
                  decoding: Decoding | None = None):
         from transformers import AutoModelForSeq2SeqLM
 
+        from .folder import read_model_info, verify_weights
         from .seq2seq import load_translation_tokenizer
 
         self.folder = Path(folder)
@@ -63,12 +65,12 @@ class Seq2SeqTranslator:
                 raise XdistillError(f"{self.folder}: not a Hugging Face model folder (no config.json)")
             config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
             if not config.get("is_encoder_decoder"):
-                kind = json.loads((self.folder / "xdistill_model.json").read_text(encoding="utf-8")).get("kind") \
-                    if (self.folder / "xdistill_model.json").is_file() else None
+                kind = read_model_info(self.folder, optional=True).get("kind")
                 raise XdistillError(
                     f"{self.folder} is {'an xdistill ' + kind if kind else 'a ' + str(config.get('model_type'))} model, "
                     "not a translation (seq2seq) model; give a folder that AutoModelForSeq2SeqLM loads (an xdistill "
                     "translation student, a Marian model, ...)")
+            verify_weights(self.folder)
             try:
                 model = AutoModelForSeq2SeqLM.from_pretrained(self.folder)
             except ValueError as exc:
@@ -76,6 +78,10 @@ class Seq2SeqTranslator:
                     f"{self.folder} is not a translation (seq2seq) model: {exc}; give a folder that "
                     "AutoModelForSeq2SeqLM loads (e.g. a Marian model or an xdistill translation student)"
                 ) from exc
+            except OSError as exc:
+                reason = (str(exc).splitlines() or [repr(exc)])[0]
+                raise XdistillError(f"{self.folder}: the model cannot be loaded ({reason}); check that the folder "
+                                    "is complete or re-create it") from None
         self.model = model.eval()
         self.tokenizer = tokenizer or load_translation_tokenizer(self.folder)
         self.max_length = max_length
@@ -83,7 +89,7 @@ class Seq2SeqTranslator:
         self.name = self.folder.name
 
     def fingerprint(self) -> str:
-        from ..distill.cache import fingerprint_folder
+        from ..fingerprints import fingerprint_folder
 
         return fingerprint_folder(self.folder)
 
@@ -117,6 +123,27 @@ class Seq2SeqTranslator:
         return out
 
 
+# Characters that mean the command needs a shell: pipes, redirects, lists, expansions, globs,
+# escapes, comments, subshells. Plain words and simple quotes are split by shlex as sh would.
+_SHELL_SYNTAX = frozenset("|&;<>()$`\\*?[]{}~#!\n")
+# First words that are shell keywords or builtins, not programs.
+_SHELL_WORDS = frozenset({"exec", "eval", "source", ".", "cd", "export", "set", "unset", "ulimit", "umask",
+                          "time", "command", "builtin", "if", "for", "while", "until", "case"})
+
+
+def command_argv(command: str) -> list[str] | None:
+    """``command`` as an argument list when it runs the same without a shell, else None (use a shell)."""
+    if any(c in _SHELL_SYNTAX for c in command):
+        return None
+    try:
+        argv = shlex.split(command)
+    except ValueError:  # an unclosed quote: let the shell say what is wrong
+        return None
+    if not argv or "=" in argv[0] or argv[0] in _SHELL_WORDS:  # `LANG=C cmd`: an assignment
+        return None
+    return argv
+
+
 class CommandTranslator:
     """A shell command as a teacher: batches of lines on stdin, the same number of lines back.
 
@@ -129,6 +156,8 @@ class CommandTranslator:
         self.batch_size = batch_size
         self.timeout_s = timeout_s
         self.name = command.split()[0] if command.split() else "command"
+        # A plain command runs without a shell; one with pipes, redirects, $VARS, ... through /bin/sh.
+        self.argv = command_argv(command)
 
     def fingerprint(self) -> str:
         # A black box has no weights to hash: its command line stands for it (edit the command,
@@ -150,8 +179,15 @@ class CommandTranslator:
     def _run(self, lines: list[str], start: int) -> list[str]:
         where = f"teacher.command {self.command!r} on input lines {start + 1}-{start + len(lines)}"
         try:
-            proc = subprocess.run(self.command, shell=True, input=("\n".join(lines) + "\n").encode("utf-8"),
+            proc = subprocess.run(self.argv if self.argv is not None else self.command, shell=self.argv is None,
+                                  input=("\n".join(lines) + "\n").encode("utf-8"),
                                   capture_output=True, timeout=self.timeout_s)
+        except FileNotFoundError:  # no shell (a plain command): the program itself is missing
+            raise XdistillError(f"{where}: command not found: {self.argv[0] if self.argv else self.command}; "
+                                "install it or fix teacher.command") from None
+        except PermissionError:
+            raise XdistillError(f"{where}: {self.argv[0] if self.argv else self.command} is not executable; "
+                                "chmod +x it or fix teacher.command") from None
         except subprocess.TimeoutExpired:
             raise XdistillError(f"{where}: no answer within {self.timeout_s:g} s; raise mt.command_timeout_s "
                                 "or lower mt.command_batch_size") from None

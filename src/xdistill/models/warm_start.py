@@ -48,6 +48,9 @@ def load_pretrained_encoder(spec: str):
     if not (folder / "config.json").is_file():
         raise ModelError(f"mt init_encoder: {folder} is not a model folder (no config.json); for e5 run "
                          f"`xdistill models import e5-small --out {folder}`")
+    from .folder import verify_weights
+
+    verify_weights(folder)
     encoder = AutoModel.from_pretrained(folder, add_pooling_layer=False)
     if not hasattr(encoder, "embeddings") or not hasattr(encoder.embeddings, "position_embeddings"):
         raise ModelError(f"mt init_encoder: {folder} is a {encoder.config.model_type} model; a BERT-style encoder "

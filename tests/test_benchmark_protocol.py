@@ -1,0 +1,94 @@
+"""The measurement protocol the benchmarks rely on: a no-distillation baseline that differs from the
+distilled student in the teacher signal only, few-label runs that select on few labels, speed timed
+interleaved on inputs from every language, and results that name the commit they ran on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from xdistill.config import load_config
+from xdistill.data.hygiene import first_per_label
+from xdistill.data.splits import load_dev
+from xdistill.evaluate.run_eval import code_version, speed_sample
+from xdistill.evaluate.size_speed import measure_speeds, speedups
+from xdistill.pipeline import run_all, run_stage
+
+from conftest import write_config
+
+
+def _student_record(run_dir: Path) -> dict:
+    return json.loads((run_dir / ".stages" / "student.json").read_text())
+
+
+def test_no_distillation_baseline_keeps_the_vocabulary_and_the_steps_of_the_distilled_student(tmp_path, tiny_raw):
+    kd = write_config(tmp_path / "kd.yaml", {**tiny_raw, "student": {**tiny_raw["student"], "trim_vocab": True}})
+    run_all(load_config(kd), echo=lambda _: None, progress=False)
+    nokd_cfg = load_config(kd, ["distill.use_teacher=false", "distill.hidden_weight=0"])
+    run_stage(nokd_cfg, "student", force=True, echo=lambda _: None, progress=False)
+    nokd_tok = AutoTokenizer.from_pretrained(Path(nokd_cfg.run_dir) / "student")
+    zh_text = (Path(__file__).resolve().parents[1] / "src/xdistill/demo_data/zh_unlabelled.txt").read_text(
+        encoding="utf-8").splitlines()[0]
+    pieces = nokd_tok.tokenize(zh_text)
+    assert nokd_tok.unk_token not in pieces, pieces  # Chinese is in its vocabulary though it never trains on it
+
+
+def test_no_distillation_baseline_trains_as_many_steps(tmp_path, tiny_raw):
+    kd = write_config(tmp_path / "kd.yaml", tiny_raw)
+    run_all(load_config(kd), echo=lambda _: None, progress=False)
+    kd_steps = _student_record(Path(tiny_raw["run_dir"]))["steps"]
+    nokd = load_config(kd, ["distill.use_teacher=false", "distill.hidden_weight=0"])
+    run_stage(nokd, "student", force=True, echo=lambda _: None, progress=False)
+    nokd_steps = _student_record(Path(tiny_raw["run_dir"]))["steps"]
+    # 200 English reviews alone would be 7 batches an epoch; the distilled student also reads 300
+    # unlabelled ones: the baseline takes its 2 x 16 steps too.
+    assert kd_steps == nokd_steps == 2 * 16
+
+
+def test_few_label_runs_select_on_few_labels_per_class(tmp_path, tiny_raw):
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_raw), ["data.dev_per_class=3"])
+    dev = load_dev(cfg)
+    for lang, examples in dev.items():
+        labels = [e.label for e in examples]
+        assert sorted(labels.count(x) for x in set(labels)) == [3, 3], lang
+    assert first_per_label(["a", "b"], None) == ["a", "b"]
+
+
+def test_speed_inputs_come_from_every_language_in_turn():
+    test = {"en": [f"en{i}" for i in range(40)], "es": [f"es{i}" for i in range(40)], "zh": [f"zh{i}" for i in range(2)]}
+    sample = speed_sample(test, n=8)
+    assert sample == ["en0", "es0", "zh0", "en1", "es1", "zh1", "en2", "es2"]
+
+
+def test_interleaved_timing_alternates_models_and_keeps_every_sample():
+    calls: list[str] = []
+
+    def runner(name: str, seconds: float):
+        def run(bs: int) -> None:
+            calls.append(name)
+            time.sleep(seconds)
+        return run
+
+    speeds = measure_speeds({"teacher": runner("teacher", 0.004), "student": runner("student", 0.001)},
+                            batch_sizes=(32,), warmup=1, repeats=5)
+    timed = calls[2:]  # after one warm-up call each
+    rounds = [timed[i:i + 2] for i in range(0, len(timed), 2)]
+    assert len(rounds) == 5 and all(sorted(r) == ["student", "teacher"] for r in rounds), timed  # A, B in every round
+    assert rounds[0] != rounds[1]  # the order rotates, so neither always runs first
+    assert len(speeds["teacher"]["samples_ms_b32"]) == 5
+    assert speeds["teacher"]["latency_ms_b32"] > speeds["student"]["latency_ms_b32"]
+    ratio = speedups(speeds, "teacher", (32,))["student"]["speedup_b32"]
+    assert ratio == speeds["teacher"]["latency_ms_b32"] / speeds["student"]["latency_ms_b32"] > 1.5
+
+
+def test_results_name_the_commit_they_ran_on():
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert code_version()["commit"] == head.stdout.strip()

@@ -1,0 +1,128 @@
+"""Reproducible runs: same seed in two fresh processes gives the same models and metrics; a stage is
+redone when its input files change; --resume refuses a checkpoint made with other settings; one
+process at a time writes a run folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xdistill.config import load_config, package_dir
+from xdistill.distill.fit import RESUME
+from xdistill.errors import XdistillError
+from xdistill.pipeline import _begin_stage, run_folder_lock, stage_done, stage_hash
+
+from conftest import write_config
+
+
+def _fresh_run(tmp_path: Path, name: str, tiny_raw: dict) -> Path:
+    raw = {**tiny_raw, "run_dir": str(tmp_path / name / "run"), "cache_dir": str(tmp_path / name / "cache")}
+    path = write_config(tmp_path / f"{name}.yaml", raw)
+    env = {**os.environ, "XDISTILL_NO_PROGRESS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "xdistill", "run", str(path)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return tmp_path / name / "run"
+
+
+def _quality(results: dict) -> dict:
+    """Every model's metrics in results.json (its timing figures differ between any two runs)."""
+    return {name: model["metrics"] for name, model in results["models"].items()}
+
+
+@pytest.mark.slow
+def test_two_fresh_processes_with_one_seed_give_identical_models_and_metrics(tmp_path, tiny_raw):
+    a, b = _fresh_run(tmp_path, "a", tiny_raw), _fresh_run(tmp_path, "b", tiny_raw)
+    for folder in ("teacher", "student"):
+        for weights in sorted((a / folder).glob("*.safetensors")):
+            assert weights.read_bytes() == (b / folder / weights.name).read_bytes(), f"{folder}/{weights.name}"
+    for log in ("teacher-logs", "student-logs"):
+        ra = [json.loads(line) for line in (a / log / "metrics.jsonl").read_text().splitlines()]
+        rb = [json.loads(line) for line in (b / log / "metrics.jsonl").read_text().splitlines()]
+        assert ra == rb, log
+    assert _quality(json.loads((a / "results.json").read_text())) == \
+        _quality(json.loads((b / "results.json").read_text()))
+
+
+def _copy_demo_data(tmp_path: Path, tiny_raw: dict) -> dict:
+    data = tmp_path / "data"
+    shutil.copytree(package_dir() / "demo_data", data)
+    return {**tiny_raw, "data": {**tiny_raw["data"], "dir": str(data)}}
+
+
+def test_edited_training_data_redoes_the_stages_that_read_it(tmp_path, tiny_raw):
+    raw = _copy_demo_data(tmp_path, tiny_raw)
+    cfg = load_config(write_config(tmp_path / "c.yaml", raw))
+    before = {stage: stage_hash(cfg, stage) for stage in ("teacher", "student", "evaluate")}
+    train = Path(raw["data"]["dir"]) / raw["data"]["train"]
+    rows = list(csv.DictReader(train.open(encoding="utf-8")))
+    flip = {"negative": "positive", "positive": "negative"}
+    with train.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "label": flip[r["label"]]} for r in rows)
+    after = {stage: stage_hash(cfg, stage) for stage in before}
+    assert all(before[s] != after[s] for s in before)
+
+
+def test_resume_with_changed_settings_names_them_and_never_new_starts_over(tmp_path, tiny_raw):
+    path = write_config(tmp_path / "c.yaml", tiny_raw)
+    first = load_config(path)
+    _begin_stage(first, "student")  # as a run killed mid-student leaves it
+    changed = load_config(path, ["train.lr=1e-5"])
+    token = RESUME.set(True)
+    try:
+        with pytest.raises(XdistillError, match=r"started with other settings \(train\.lr: 0\.001 -> 1e-05\).*"
+                                                r"--resume never"):
+            _begin_stage(changed, "student")
+        _begin_stage(first, "student")  # the same settings resume
+    finally:
+        RESUME.reset(token)
+    _begin_stage(changed, "student")  # --resume never: a new start, recorded with the new settings
+    token = RESUME.set(True)
+    try:
+        _begin_stage(changed, "student")
+    finally:
+        RESUME.reset(token)
+
+
+def test_resume_auto_cli_refuses_changed_settings_after_a_kill(tmp_path, tiny_raw):
+    path = write_config(tmp_path / "c.yaml", tiny_raw)
+    _begin_stage(load_config(path), "teacher")
+    proc = subprocess.run([sys.executable, "-m", "xdistill", "run", str(path), "--resume", "auto",
+                           "--set", "teacher.train.lr=1e-5"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "XDISTILL_NO_PROGRESS": "1"})
+    assert proc.returncode == 2
+    assert "teacher.train.lr: 0.001 -> 1e-05" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_second_process_cannot_write_a_busy_run_folder(tmp_path, tiny_raw):
+    path = write_config(tmp_path / "c.yaml", tiny_raw)
+    cfg = load_config(path)
+    with run_folder_lock(cfg):
+        with run_folder_lock(cfg):  # re-entrant inside one process (run -> each stage)
+            pass
+        proc = subprocess.run([sys.executable, "-m", "xdistill", "run", str(path)], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "XDISTILL_NO_PROGRESS": "1"})
+    assert proc.returncode == 2
+    assert f"another xdistill process (pid {os.getpid()}) is writing" in proc.stderr
+    assert not stage_done(cfg, "teacher")
+
+
+def test_a_stage_record_keeps_its_settings_for_people(tmp_path, tiny_raw):
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_raw))
+    from xdistill.pipeline import _mark_done
+
+    _mark_done(cfg, "teacher", {"best_dev": 1.0})
+    record = json.loads((Path(cfg.run_dir) / ".stages" / "teacher.json").read_text())
+    assert record["settings"]["teacher.train.lr"] == 0.001
+    assert record["settings"]["input:data.train"]
+    assert stage_done(cfg, "teacher")
