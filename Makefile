@@ -26,7 +26,11 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/xdistill demo
 
+# Lint (ruff), formatting (ruff format), the import layers (.importlinter), then the tests.
 test: install
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,6 +1,6 @@
 """Multilingual sentence-embedding benchmark (MiniLM teacher -> en/es/zh student); same as `xdistill bench embed`.
 
-    python bench/embed.py --data-dir ../shared/data [--quick] [--out bench/results/embed.json]
+python bench/embed.py --data-dir ../shared/data [--quick] [--out bench/results/embed.json]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Export / int8 / serve benchmark; same as `xdistill bench export`.
 
-    python bench/export.py --data-dir ../shared/data [--quick] [--mt en-es=runs/.../student] [--out bench/results/export.json]
+python bench/export.py --data-dir ../shared/data [--quick] [--mt en-es=runs/.../student] [--out bench/results/export.json]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Cross-lingual sentiment benchmark on MARC; same as `xdistill bench marc`.
 
-    python bench/marc.py --data-dir ../shared/data [--quick] [--seeds 3] [--out bench/results/marc.json]
+python bench/marc.py --data-dir ../shared/data [--quick] [--seeds 3] [--out bench/results/marc.json]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Translation distillation benchmark (Apertium -> en-es, trained teacher -> en-zh); same as `xdistill bench mt`.
 
-    python bench/mt.py --data-dir ../shared/data [--quick] [--pair en-es] [--out bench/results/mt.json]
+python bench/mt.py --data-dir ../shared/data [--quick] [--pair en-es] [--out bench/results/mt.json]
 """
 
 import sys

@@ -21,9 +21,29 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 # Bytes that break readers in practice: quotes, separators, newlines of every kind, NULs, BOMs,
 # invalid UTF-8, Latin-1 and UTF-16 fragments, and long runs.
-PIECES = [b'"', b",", b"\t", b"\n", b"\r\n", b"\r", b"\x00", b"\xef\xbb\xbf", b"\xff\xfe", b"\xe9", b"\xc3\xa9",
-          b"\x80", b"{", b"}", b'{"text": "a", "label": "pos"}', b"pos", b"neg", b"text,label", b"hello world",
-          b"\xe4\xbd\xa0\xe5\xa5\xbd", b"x" * 300]
+PIECES = [
+    b'"',
+    b",",
+    b"\t",
+    b"\n",
+    b"\r\n",
+    b"\r",
+    b"\x00",
+    b"\xef\xbb\xbf",
+    b"\xff\xfe",
+    b"\xe9",
+    b"\xc3\xa9",
+    b"\x80",
+    b"{",
+    b"}",
+    b'{"text": "a", "label": "pos"}',
+    b"pos",
+    b"neg",
+    b"text,label",
+    b"hello world",
+    b"\xe4\xbd\xa0\xe5\xa5\xbd",
+    b"x" * 300,
+]
 messy = st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=20)), max_size=40).map(b"".join)
 
 
@@ -42,8 +62,12 @@ def test_labelled_and_unlabelled_readers_never_raise_anything_else(tmp_path, dat
     path.write_bytes(data)
     if suffix != ".txt":
         _check(lambda: read_labelled(path, columns=ColumnsConfig(text=0, label=1), labels=["pos", "neg"]), path)
-        _check(lambda: read_labelled(path, columns=ColumnsConfig(text="text", label="label"), labels=["pos", "neg"],
-                                     header=True), path)
+        _check(
+            lambda: read_labelled(
+                path, columns=ColumnsConfig(text="text", label="label"), labels=["pos", "neg"], header=True
+            ),
+            path,
+        )
     _check(lambda: read_unlabelled(path, columns=ColumnsConfig(text=0, label=None)), path)
 
 
@@ -70,31 +94,43 @@ def test_huge_line_names_the_line(tmp_path):
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xdistill", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "xdistill", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "no-such-config.yaml"], "no-such-config.yaml"),
-    (["frobnicate"], "No such command"),
-    (["run", "{tmp}/bad-type.yaml"], "train.epochs"),
-    (["run", "{tmp}/unknown-key.yaml"], "epochz"),
-    (["translate", "--model", "{tmp}"], "not a Hugging Face model folder (no config.json)"),
-    (["predict", "{tmp}"], "not a model xdistill can run"),
-    (["export", "{tmp}", "--format", "onnx", "--out", "{tmp}/x"], "not a model xdistill can run"),
-    (["run", "{tmp}/bad-type.yaml", "--resume", "sometimes"], "'sometimes' is not one of 'auto', 'never'"),
-    (["run", "{tmp}/dup-key.yaml"], "dup-key.yaml, line 4: duplicate key 'train' (first at line 3); merge the two blocks"),
-    (["run", "{tmp}/ok.yaml", "--set", "distill.temperature=.inf"],
-     "distill.temperature must be a finite number, got inf"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "no-such-config.yaml"], "no-such-config.yaml"),
+        (["frobnicate"], "No such command"),
+        (["run", "{tmp}/bad-type.yaml"], "train.epochs"),
+        (["run", "{tmp}/unknown-key.yaml"], "epochz"),
+        (["translate", "--model", "{tmp}"], "not a Hugging Face model folder (no config.json)"),
+        (["predict", "{tmp}"], "not a model xdistill can run"),
+        (["export", "{tmp}", "--format", "onnx", "--out", "{tmp}/x"], "not a model xdistill can run"),
+        (["run", "{tmp}/bad-type.yaml", "--resume", "sometimes"], "'sometimes' is not one of 'auto', 'never'"),
+        (
+            ["run", "{tmp}/dup-key.yaml"],
+            "dup-key.yaml, line 4: duplicate key 'train' (first at line 3); merge the two blocks",
+        ),
+        (
+            ["run", "{tmp}/ok.yaml", "--set", "distill.temperature=.inf"],
+            "distill.temperature must be a finite number, got inf",
+        ),
+    ],
+)
 def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
-    (tmp_path / "bad-type.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n"
-                                            "train: {epochs: many}\n")
+    (tmp_path / "bad-type.yaml").write_text(
+        "data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\ntrain: {epochs: many}\n"
+    )
     (tmp_path / "ok.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n")
-    (tmp_path / "dup-key.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n"
-                                           "train: {epochs: 2}\ntrain: {lr: 0.1}\n")
-    (tmp_path / "unknown-key.yaml").write_text("data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\n"
-                                               "train: {epochz: 2}\n")
+    (tmp_path / "dup-key.yaml").write_text(
+        "data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\ntrain: {epochs: 2}\ntrain: {lr: 0.1}\n"
+    )
+    (tmp_path / "unknown-key.yaml").write_text(
+        "data: {train: a.csv, labels: [a, b]}\nteacher: {path: x}\ntrain: {epochz: 2}\n"
+    )
     proc = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert proc.returncode != 0
     assert message in proc.stderr

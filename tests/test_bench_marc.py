@@ -11,27 +11,44 @@ from xdistill.bench.marc import BUDGETS, ROWS, _student_rows, base_config, markd
 
 def entry(acc: dict[str, float], params: int = 10, speed: float = 50.0, speedup: float = 5.0) -> dict:
     return {
-        "params_total": params, "params_embedding": 4, "disk_mb": 1.0, "latency_ms_b1": 2.0, "throughput_b32": speed,
-        "speedup_b32": speedup, "speedup_b1": speedup / 2,
+        "params_total": params,
+        "params_embedding": 4,
+        "disk_mb": 1.0,
+        "latency_ms_b1": 2.0,
+        "throughput_b32": speed,
+        "speedup_b32": speedup,
+        "speedup_b1": speedup / 2,
         "metrics": {lang: {"accuracy": a, "macro_f1": a - 1, "agreement": 90.0} for lang, a in acc.items()},
     }
 
 
 def test_rows_average_over_seeds_and_compare_with_the_teacher():
     teacher = {"params_total": 100, "throughput_b32": 10.0}
-    entries = {"student-unsupervised": [entry({"en": 80, "es": 82, "zh": 78}, speedup=4.0),
-                                        entry({"en": 84, "es": 84, "zh": 80}, speedup=6.0)]}
-    rows = _student_rows(["student-unsupervised"], "binary", {"student-unsupervised": [13, 21]}, entries,
-                         {"student-unsupervised": []}, ["en", "es", "zh"], teacher)
+    entries = {
+        "student-unsupervised": [
+            entry({"en": 80, "es": 82, "zh": 78}, speedup=4.0),
+            entry({"en": 84, "es": 84, "zh": 80}, speedup=6.0),
+        ]
+    }
+    rows = _student_rows(
+        ["student-unsupervised"],
+        "binary",
+        {"student-unsupervised": [13, 21]},
+        entries,
+        {"student-unsupervised": []},
+        ["en", "es", "zh"],
+        teacher,
+    )
     (row,) = rows
     assert row["seeds"] == [13, 21]
     assert row["accuracy"] == {"en": 82.0, "es": 83.0, "zh": 79.0}
-    assert row["accuracy_std"]["en"] == pytest.approx(8 ** 0.5)  # sample std (n - 1) of 80 and 84
+    assert row["accuracy_std"]["en"] == pytest.approx(8**0.5)  # sample std (n - 1) of 80 and 84
     # Speed ratios come from each seed's own interleaved window with the teacher: median over seeds.
     assert row["params_ratio"] == pytest.approx(0.1) and row["speedup_b32"] == pytest.approx(5.0)
-    assert row["speedup_b32_std"] == pytest.approx(2 ** 0.5)
-    table = markdown_table({"machine": {"cpu": "x", "torch": "2"}, "protocol": {"seeds": [13, 21]},
-                            "rows": rows, "complete": False})
+    assert row["speedup_b32_std"] == pytest.approx(2**0.5)
+    table = markdown_table(
+        {"machine": {"cpu": "x", "torch": "2"}, "protocol": {"seeds": [13, 21]}, "rows": rows, "complete": False}
+    )
     assert "82.0 ± 2.8" in table and "5.0 ± 1.4" in table and "Partial run" in table
 
 

@@ -13,17 +13,30 @@ from test_cli import run_cli
 
 
 def _row(pair, name, test, bleu, chrf, sps=None):
-    return {"pair": pair, "name": name, "testset": test, "bleu": bleu, "chrf": chrf, "sentences_per_s": sps,
-            "params_total": 1_000_000, "disk_mb": 4.0}
+    return {
+        "pair": pair,
+        "name": name,
+        "testset": test,
+        "bleu": bleu,
+        "chrf": chrf,
+        "sentences_per_s": sps,
+        "params_total": 1_000_000,
+        "disk_mb": 4.0,
+    }
 
 
 def test_targets_follow_the_issue():
-    rows = [_row("en-zh", "teacher", "tatoeba", 20.0, 30.0, 10.0), _row("en-zh", "teacher", "flores", 5.0, 12.0, 10.0),
-            _row("en-zh", "student-seqkd", "tatoeba", 18.0, 28.6, 60.0),
-            _row("en-zh", "student-seqkd", "flores", 4.0, 11.0, 60.0),
-            _row("en-zh", "student-ref", "tatoeba", 17.5, 27.0), _row("en-zh", "student-ref", "flores", 2.0, 9.0),
-            _row("en-es", "teacher", "flores", 12.0, 44.0), _row("en-es", "student-seqkd", "flores", 9.0, 40.0),
-            _row("en-es", "student-ref", "flores", 10.0, 41.0)]
+    rows = [
+        _row("en-zh", "teacher", "tatoeba", 20.0, 30.0, 10.0),
+        _row("en-zh", "teacher", "flores", 5.0, 12.0, 10.0),
+        _row("en-zh", "student-seqkd", "tatoeba", 18.0, 28.6, 60.0),
+        _row("en-zh", "student-seqkd", "flores", 4.0, 11.0, 60.0),
+        _row("en-zh", "student-ref", "tatoeba", 17.5, 27.0),
+        _row("en-zh", "student-ref", "flores", 2.0, 9.0),
+        _row("en-es", "teacher", "flores", 12.0, 44.0),
+        _row("en-es", "student-seqkd", "flores", 9.0, 40.0),
+        _row("en-es", "student-ref", "flores", 10.0, 41.0),
+    ]
     t = check_targets(rows)
     assert t["en-zh student-seqkd tatoeba: chrF >= 95% of teacher"] == {"value": 95.3, "met": True}
     assert t["en-zh student-seqkd flores: chrF >= 95% of teacher"]["met"] is False  # 91.7%
@@ -31,8 +44,15 @@ def test_targets_follow_the_issue():
     assert t["en-zh flores: seq-KD BLEU - reference-trained BLEU >= 1"]["met"] is True
     assert t["en-zh: student sentences/s >= 5x teacher (PyTorch, batch 32)"] == {"value": 6.0, "met": True}
     assert t["en-es flores: seq-KD chrF > reference-trained chrF"] == {"value": -1.0, "met": False}
-    table = markdown_table({"machine": {"cpu": "x", "torch": "y"}, "rows": rows, "targets": t,
-                            "skipped": ["student-seqkd-wordkd"], "wall_seconds": 60})
+    table = markdown_table(
+        {
+            "machine": {"cpu": "x", "torch": "y"},
+            "rows": rows,
+            "targets": t,
+            "skipped": ["student-seqkd-wordkd"],
+            "wall_seconds": 60,
+        }
+    )
     assert "| en-es flores: seq-KD chrF > reference-trained chrF | -1.0 | **no** |" in table
     assert "`--skip`): student-seqkd-wordkd" in table
 
@@ -74,31 +94,47 @@ def test_the_cli_choices_are_the_rows_the_benchmarks_define():
 
 def test_bench_export_mt_only_adds_to_an_existing_file(tmp_path, monkeypatch, capsys):
     out = tmp_path / "export.json"
-    code, _, err = run_cli(monkeypatch, capsys, "bench", "export", "--mt-only", "--mt", "en-es=nowhere", "--out", str(out))
+    code, _, err = run_cli(
+        monkeypatch, capsys, "bench", "export", "--mt-only", "--mt", "en-es=nowhere", "--out", str(out)
+    )
     assert code != 0 and "--mt-only adds to an existing" in err
     out.write_text(json.dumps({"rows": []}))
     code, _, err = run_cli(monkeypatch, capsys, "bench", "export", "--mt-only", "--out", str(out))
     assert code != 0 and "--mt-only needs at least one --mt PAIR=FOLDER" in err
 
 
-
 def test_export_table_says_where_re_measured_translation_rows_come_from():
     from xdistill.bench.export import markdown_table as export_table
 
-    results = {"machine": {"cpu": "Old CPU"}, "wall_seconds": 600, "rows": [
-        {"model": "mt-en-zh", "format": "ct2-int8", "metric": "chrf", "value": 8.4, "disk_mb": 15.0}]}
+    results = {
+        "machine": {"cpu": "Old CPU"},
+        "wall_seconds": 600,
+        "rows": [{"model": "mt-en-zh", "format": "ct2-int8", "metric": "chrf", "value": 8.4, "disk_mb": 15.0}],
+    }
     assert "re-measured" not in export_table(results)
     results.update(mt_machine={"cpu": "New CPU"}, mt_wall_seconds=240)
-    assert "The translation (mt-*) rows were re-measured with `--mt-only` on New CPU in 4.0 min." in export_table(results)
+    assert "The translation (mt-*) rows were re-measured with `--mt-only` on New CPU in 4.0 min." in export_table(
+        results
+    )
+
 
 def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_from(tmp_path):
     from xdistill.bench.mt import keep_other_pairs
 
     out = tmp_path / "mt.json"
     old_rows = [_row("en-zh", "teacher", "tatoeba", 10.0, 11.0, 5.0), _row("en-es", "student-ref", "flores", 0.0, 3.9)]
-    out.write_text(json.dumps({"quick": False, "machine": {"cpu": "Old CPU", "torch": "t"}, "wall_seconds": 7620,
-                               "skipped": ["student-seqkd-wordkd"], "rows": old_rows,
-                               "data": {"en-zh": {"decontamination": {"dropped_pairs": 3, "dropped_monolingual": 0}}}}))
+    out.write_text(
+        json.dumps(
+            {
+                "quick": False,
+                "machine": {"cpu": "Old CPU", "torch": "t"},
+                "wall_seconds": 7620,
+                "skipped": ["student-seqkd-wordkd"],
+                "rows": old_rows,
+                "data": {"en-zh": {"decontamination": {"dropped_pairs": 3, "dropped_monolingual": 0}}},
+            }
+        )
+    )
     results = {"quick": False, "machine": {"cpu": "New CPU", "torch": "t"}, "rows": [], "data": {}, "runs": {}}
     keep_other_pairs(results, out, ["en-es"])
     assert [r["pair"] for r in results["rows"]] == ["en-zh"]  # the re-run pair's old rows are dropped
@@ -106,10 +142,14 @@ def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_f
     assert results["runs"]["en-zh"]["machine"]["cpu"] == "Old CPU"
     results["runs"]["en-es"] = {"machine": results["machine"], "skipped": []}
     table = markdown_table(results)
-    assert "en-zh: measured on Old CPU (rows kept from an earlier run of the benchmark); rows left out " \
-           "(`--skip`): student-seqkd-wordkd." in table
+    assert (
+        "en-zh: measured on Old CPU (rows kept from an earlier run of the benchmark); rows left out "
+        "(`--skip`): student-seqkd-wordkd." in table
+    )
     assert "en-es: measured on New CPU." in table
-    results["rows"].append({**_row("en-es", "student-ref", "flores", 1.0, 13.0), "train_steps": 856, "train_seconds": 2820})
+    results["rows"].append(
+        {**_row("en-es", "student-ref", "flores", 1.0, 13.0), "train_steps": 856, "train_seconds": 2820}
+    )
     assert "en-es: measured on New CPU; training wall time student-ref 47 min." in markdown_table(results)
     results["runs"]["en-zh"]["note"] = "before the decoding guards"
     assert "earlier run of the benchmark); before the decoding guards; rows left out" in markdown_table(results)

@@ -14,9 +14,10 @@ from transformers import AutoTokenizer
 
 from xdistill.config import load_config
 from xdistill.data.hygiene import first_per_label
-from xdistill.data.splits import load_dev
-from xdistill.evaluate.run_eval import code_version, speed_sample
+from xdistill.data.splits import load_dev, load_test
+from xdistill.evaluate.run_eval import classifier_speeds, code_version, speed_sample
 from xdistill.evaluate.size_speed import measure_speeds, speedups
+from xdistill.layout import student_dir, teacher_dir
 from xdistill.pipeline import run_all, run_stage
 
 from conftest import write_config
@@ -32,8 +33,11 @@ def test_no_distillation_baseline_keeps_the_vocabulary_and_the_steps_of_the_dist
     nokd_cfg = load_config(kd, ["distill.use_teacher=false", "distill.hidden_weight=0"])
     run_stage(nokd_cfg, "student", force=True, echo=lambda _: None, progress=False)
     nokd_tok = AutoTokenizer.from_pretrained(Path(nokd_cfg.run_dir) / "student")
-    zh_text = (Path(__file__).resolve().parents[1] / "src/xdistill/demo_data/zh_unlabelled.txt").read_text(
-        encoding="utf-8").splitlines()[0]
+    zh_text = (
+        (Path(__file__).resolve().parents[1] / "src/xdistill/demo_data/zh_unlabelled.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()[0]
+    )
     pieces = nokd_tok.tokenize(zh_text)
     assert nokd_tok.unk_token not in pieces, pieces  # Chinese is in its vocabulary though it never trains on it
 
@@ -60,7 +64,11 @@ def test_few_label_runs_select_on_few_labels_per_class(tmp_path, tiny_raw):
 
 
 def test_speed_inputs_come_from_every_language_in_turn():
-    test = {"en": [f"en{i}" for i in range(40)], "es": [f"es{i}" for i in range(40)], "zh": [f"zh{i}" for i in range(2)]}
+    test = {
+        "en": [f"en{i}" for i in range(40)],
+        "es": [f"es{i}" for i in range(40)],
+        "zh": [f"zh{i}" for i in range(2)],
+    }
     sample = speed_sample(test, n=8)
     assert sample == ["en0", "es0", "zh0", "en1", "es1", "zh1", "en2", "es2"]
 
@@ -72,12 +80,17 @@ def test_interleaved_timing_alternates_models_and_keeps_every_sample():
         def run(bs: int) -> None:
             calls.append(name)
             time.sleep(seconds)
+
         return run
 
-    speeds = measure_speeds({"teacher": runner("teacher", 0.004), "student": runner("student", 0.001)},
-                            batch_sizes=(32,), warmup=1, repeats=5)
+    speeds = measure_speeds(
+        {"teacher": runner("teacher", 0.004), "student": runner("student", 0.001)},
+        batch_sizes=(32,),
+        warmup=1,
+        repeats=5,
+    )
     timed = calls[2:]  # after one warm-up call each
-    rounds = [timed[i:i + 2] for i in range(0, len(timed), 2)]
+    rounds = [timed[i : i + 2] for i in range(0, len(timed), 2)]
     assert len(rounds) == 5 and all(sorted(r) == ["student", "teacher"] for r in rounds), timed  # A, B in every round
     assert rounds[0] != rounds[1]  # the order rotates, so neither always runs first
     assert len(speeds["teacher"]["samples_ms_b32"]) == 5
@@ -92,3 +105,14 @@ def test_results_name_the_commit_they_ran_on():
     if head.returncode != 0:
         pytest.skip("not a git checkout")
     assert code_version()["commit"] == head.stdout.strip()
+
+
+def test_a_run_times_teacher_and_student_in_one_window_and_the_ratio_follows(tmp_path, tiny_raw):
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_raw))
+    results = run_all(cfg, echo=lambda _: None, progress=False)
+    teacher, student = results["models"]["teacher"], results["models"]["student"]
+    assert len(teacher["speed_samples_ms"]["b32"]) == len(student["speed_samples_ms"]["b32"]) == cfg.evaluate.repeats
+    assert results["ratios"]["speedup_b32"] == student["throughput_b32"] / teacher["throughput_b32"]
+    speeds = classifier_speeds(cfg, {"teacher": teacher_dir(cfg), "student": student_dir(cfg)}, load_test(cfg))
+    ratio = speedups(speeds, "teacher")["student"]
+    assert ratio["speedup_b32"] == speeds["teacher"]["latency_ms_b32"] / speeds["student"]["latency_ms_b32"]

@@ -40,9 +40,16 @@ def test_tiny_run_end_to_end_then_skips_then_reruns_changed_stage(monkeypatch, c
     code, out, err = run_cli(monkeypatch, capsys, "-q", "run", str(tiny_config_path))
     assert code == 0, err
     run_dir = Path(tiny_raw["run_dir"])
-    for name in ("teacher/model.safetensors", "student/model.safetensors", "student/tokenizer.json",
-                 "results.json", "report.md", "accuracy_by_language.png", "config.yaml",
-                 "student-logs/metrics.jsonl"):
+    for name in (
+        "teacher/model.safetensors",
+        "student/model.safetensors",
+        "student/tokenizer.json",
+        "results.json",
+        "report.md",
+        "accuracy_by_language.png",
+        "config.yaml",
+        "student-logs/metrics.jsonl",
+    ):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.rglob("*.bin")), "weights must be safetensors only"
     results = json.loads((run_dir / "results.json").read_text())
@@ -55,8 +62,9 @@ def test_tiny_run_end_to_end_then_skips_then_reruns_changed_stage(monkeypatch, c
             rows = list(csv.DictReader(f))
         predicted = [p["label"] for p in saved_student.classify([r["text"] for r in rows], batch_size=64)]
         assert metrics["n"] == len(rows)
-        assert metrics["accuracy"] == pytest.approx(100.0 * sum(p == r["label"] for p, r in zip(predicted, rows))
-                                                    / len(rows))
+        assert metrics["accuracy"] == pytest.approx(
+            100.0 * sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+        )
         assert sum(map(sum, metrics["confusion"])) == len(rows)
         assert "agreement" in metrics
     student, teacher = results["models"]["student"], results["models"]["teacher"]
@@ -83,10 +91,24 @@ def test_stages_one_by_one(monkeypatch, capsys, tiny_config_path, tiny_raw):
     assert code == 2
     assert "no teacher in" in err and "xdistill teacher train" in err
     assert run_cli(monkeypatch, capsys, "-q", "teacher", "train", "--config", str(tiny_config_path))[0] == 0
-    assert run_cli(monkeypatch, capsys, "-q", "distill", "--config", str(tiny_config_path),
-                   "--set", "distill.use_teacher=false", "--set", "distill.hidden_weight=0")[0] == 0
-    code, out, _ = run_cli(monkeypatch, capsys, "-q", "evaluate", "--config", str(tiny_config_path),
-                           "--set", "evaluate.speed=false")
+    assert (
+        run_cli(
+            monkeypatch,
+            capsys,
+            "-q",
+            "distill",
+            "--config",
+            str(tiny_config_path),
+            "--set",
+            "distill.use_teacher=false",
+            "--set",
+            "distill.hidden_weight=0",
+        )[0]
+        == 0
+    )
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "-q", "evaluate", "--config", str(tiny_config_path), "--set", "evaluate.speed=false"
+    )
     assert code == 0 and "student" in out
 
 
@@ -95,7 +117,10 @@ def test_stages_one_by_one(monkeypatch, capsys, tiny_config_path, tiny_raw):
     [
         (["run", "missing.yaml"], "error: config file not found: missing.yaml"),
         (["run", "{cfg}", "--set", "distill.temprature=3"], "did you mean 'distill.temperature'"),
-        (["run", "{cfg}", "--set", "teacher.path=/nonexistent/model"], "teacher.path: /nonexistent/model is not a Hugging Face model folder"),
+        (
+            ["run", "{cfg}", "--set", "teacher.path=/nonexistent/model"],
+            "teacher.path: /nonexistent/model is not a Hugging Face model folder",
+        ),
         (["models", "import", "bert-huge", "--out", "x"], "unknown packaged model 'bert-huge'"),
     ],
 )

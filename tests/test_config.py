@@ -33,7 +33,9 @@ def test_yaml_is_loaded_into_typed_sections(tiny_config_path):
 def test_unknown_key_names_key_file_and_closest_valid_key(tmp_path, tiny_raw):
     tiny_raw["distill"]["temprature"] = 3
     path = write_config(tmp_path / "bad.yaml", tiny_raw)
-    with pytest.raises(ConfigError, match=r"unknown key 'distill.temprature' in .*bad.yaml; did you mean 'distill.temperature'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'distill.temprature' in .*bad.yaml; did you mean 'distill.temperature'"
+    ):
         load_config(path)
 
 
@@ -58,7 +60,9 @@ def test_set_with_wrong_type_names_the_flag(tiny_config_path):
 
 
 def test_set_unknown_key_suggests(tiny_config_path):
-    with pytest.raises(ConfigError, match=r"unknown key 'distill.alpah' in --set distill.alpah; did you mean 'distill.alpha'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'distill.alpah' in --set distill.alpah; did you mean 'distill.alpha'"
+    ):
         load_config(tiny_config_path, ["distill.alpah=0.3"])
     with pytest.raises(ConfigError, match=r"expected key=value"):
         load_config(tiny_config_path, ["distill.alpha"])
@@ -69,7 +73,10 @@ def test_set_unknown_key_suggests(tiny_config_path):
     [
         ("distill.alpha=1.5", r"distill.alpha must be in \[0, 1\], got 1.5"),
         ("distill.temperature=0", r"distill.temperature must be > 0"),
-        ("distill.transfer=semi", r"distill.transfer is 'semi' but data.target_labelled has no file for \['es', 'zh'\]"),
+        (
+            "distill.transfer=semi",
+            r"distill.transfer is 'semi' but data.target_labelled has no file for \['es', 'zh'\]",
+        ),
         ("distill.transfer=sideways", r"distill.transfer must be one of 'unsupervised', 'semi', 'supervised'"),
         ("student.hidden_size=64", r"student.hidden_size is set but student.init is 'teacher'"),
         ("train.select_lang=fr", r"train.select_lang is 'fr', not one of the run's languages"),
@@ -115,47 +122,65 @@ def test_duplicate_key_names_the_key_the_file_and_both_lines(tmp_path, tiny_conf
     path = tmp_path / "run.yaml"
     path.write_text(text + "distill:\n  temperature: 4\n", encoding="utf-8")
     again = len(text.splitlines()) + 1
-    with pytest.raises(ConfigError, match=re.escape(
-            f"{path}, line {again}: duplicate key 'distill' (first at line {first}); merge the two blocks")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"{path}, line {again}: duplicate key 'distill' (first at line {first}); merge the two blocks"),
+    ):
         load_config(path)
 
 
 def test_duplicate_key_deep_inside_a_section(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("data:\n  train: a.csv\n  columns:\n    text: 0\n    label: 1\n    text: 2\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=re.escape(
-            "run.yaml, line 6: duplicate key 'text' (first at line 4); keep one of the two values")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("run.yaml, line 6: duplicate key 'text' (first at line 4); keep one of the two values"),
+    ):
         load_config(path)
 
 
 def test_yaml_merge_keys_may_still_override(tmp_path, tiny_raw):
     tiny_raw.pop("distill")
     path = write_config(tmp_path / "run.yaml", tiny_raw)
-    path.write_text(path.read_text(encoding="utf-8") + "distill:\n  <<: {temperature: 3.0, alpha: 0.3}\n  alpha: 0.4\n",
-                    encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8") + "distill:\n  <<: {temperature: 3.0, alpha: 0.3}\n  alpha: 0.4\n",
+        encoding="utf-8",
+    )
     cfg = load_config(path)
     assert (cfg.distill.temperature, cfg.distill.alpha) == (3.0, 0.4)
 
 
 def test_set_with_a_duplicate_key_in_a_flow_mapping(tiny_config_path):
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
             "--set distill={temperature: 2, temperature: 3}: duplicate key 'temperature' in the value; "
-            "keep one of the two values")):
+            "keep one of the two values"
+        ),
+    ):
         load_config(tiny_config_path, ["distill={temperature: 2, temperature: 3}"])
 
 
-@pytest.mark.parametrize("override, shown", [
-    ("distill.temperature=.inf", "inf"),
-    ("distill.alpha=.nan", "nan"),
-    ("train.lr=-.inf", "-inf"),
-    ("teacher.dropout=.NaN", "nan"),
-    ("mt.decoding.length_ratio=.inf", "inf"),
-    ("embed.ranking_scale=.inf", "inf"),
-])
+@pytest.mark.parametrize(
+    "override, shown",
+    [
+        ("distill.temperature=.inf", "inf"),
+        ("distill.alpha=.nan", "nan"),
+        ("train.lr=-.inf", "-inf"),
+        ("teacher.dropout=.NaN", "nan"),
+        ("mt.decoding.length_ratio=.inf", "inf"),
+        ("embed.ranking_scale=.inf", "inf"),
+    ],
+)
 def test_non_finite_floats_are_rejected_naming_the_flag(tiny_config_path, override, shown):
     flag, _, _ = override.partition("=")
-    with pytest.raises(ConfigError, match=re.escape(f"{flag} must be a finite number, got {shown} in ")
-                       + r".*\(the value comes from --set " + re.escape(override) + r"\)"):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"{flag} must be a finite number, got {shown} in ")
+        + r".*\(the value comes from --set "
+        + re.escape(override)
+        + r"\)",
+    ):
         load_config(tiny_config_path, [override])
 
 

@@ -16,8 +16,13 @@ import pytest
 
 from xdistill.config import ConfigError, Decoding, RunConfig, from_dict
 
-SOURCES = ["the cat sees the dog", "a big red house and a small car", "the man eats fish and bread",
-           "a woman runs", "the dog likes the cat and the fish"]
+SOURCES = [
+    "the cat sees the dog",
+    "a big red house and a small car",
+    "the man eats fish and bread",
+    "a woman runs",
+    "the dog likes the cat and the fish",
+]
 MAX_LENGTH = 40
 
 
@@ -28,13 +33,18 @@ def translator_folder(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("decoding")
     tok = train_tokenizer(SOURCES * 20 + ["el gato ve al perro", "una casa roja"] * 20, 100, MAX_LENGTH)
-    model = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=32, ffn_size=64, heads=2),
-                         tok, MAX_LENGTH)
+    model = build_marian(
+        Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=32, ffn_size=64, heads=2), tok, MAX_LENGTH
+    )
     # A model that never ends a sentence by itself (</s> only where the limit forces it): the worst case.
     model.final_logits_bias[0, tok.eos_token_id] = -1e4
     guard = {"length_ratio": 0.5, "length_extra": 2, "no_repeat_ngram_size": 2, "repetition_penalty": 1.0}
-    return save_translator(model.eval(), tok, root / "translator",
-                           {"source_lang": "en", "target_lang": "es", "max_length": MAX_LENGTH, "decoding": guard})
+    return save_translator(
+        model.eval(),
+        tok,
+        root / "translator",
+        {"source_lang": "en", "target_lang": "es", "max_length": MAX_LENGTH, "decoding": guard},
+    )
 
 
 def _real_tokens(tokenizer, ids) -> list[list[int]]:
@@ -60,16 +70,23 @@ def test_saved_settings_load_and_ignore_unknown_keys():
     assert Decoding.from_dict(None) == Decoding()
 
 
-@pytest.mark.parametrize("decoding, message", [
-    ({"length_ratio": 0}, r"mt\.decoding\.length_ratio must be > 0, got 0"),
-    ({"length_extra": -1}, r"mt\.decoding\.length_extra must be >= 0"),
-    ({"no_repeat_ngram_size": -2}, r"mt\.decoding\.no_repeat_ngram_size must be >= 0 \(0 = off\)"),
-    ({"repetition_penalty": 0.5}, r"mt\.decoding\.repetition_penalty must be >= 1\.0 \(1\.0 = off\)"),
-    ({"length_ration": 2}, r"unknown key 'mt\.decoding\.length_ration'.*length_ratio"),
-])
+@pytest.mark.parametrize(
+    "decoding, message",
+    [
+        ({"length_ratio": 0}, r"mt\.decoding\.length_ratio must be > 0, got 0"),
+        ({"length_extra": -1}, r"mt\.decoding\.length_extra must be >= 0"),
+        ({"no_repeat_ngram_size": -2}, r"mt\.decoding\.no_repeat_ngram_size must be >= 0 \(0 = off\)"),
+        ({"repetition_penalty": 0.5}, r"mt\.decoding\.repetition_penalty must be >= 1\.0 \(1\.0 = off\)"),
+        ({"length_ration": 2}, r"unknown key 'mt\.decoding\.length_ration'.*length_ratio"),
+    ],
+)
 def test_decoding_config_errors_name_the_flag(decoding, message):
-    raw = {"task": "translation", "data": {"source_lang": "en", "target_langs": ["es"]},
-           "teacher": {"command": "cat"}, "mt": {"decoding": decoding}}
+    raw = {
+        "task": "translation",
+        "data": {"source_lang": "en", "target_langs": ["es"]},
+        "teacher": {"command": "cat"},
+        "mt": {"decoding": decoding},
+    }
     with pytest.raises(ConfigError, match=message):
         from_dict(RunConfig, raw, source="recipe.yaml")
 
@@ -77,8 +94,9 @@ def test_decoding_config_errors_name_the_flag(decoding, message):
 def test_pytorch_translator_stops_at_the_bound_and_repeats_no_ngram(translator_folder):
     from xdistill.models.translators import Seq2SeqTranslator
 
-    unguarded = Seq2SeqTranslator(translator_folder, max_length=MAX_LENGTH,
-                                  decoding=Decoding(length_ratio=100, length_extra=0))
+    unguarded = Seq2SeqTranslator(
+        translator_folder, max_length=MAX_LENGTH, decoding=Decoding(length_ratio=100, length_extra=0)
+    )
     free = _real_tokens(unguarded.tokenizer, unguarded.generate_ids(SOURCES, beam=2))
     longest = max(len(ids) for ids in unguarded.encode(SOURCES)["input_ids"].tolist())
     bound = Decoding(length_ratio=0.5, length_extra=2).max_new_tokens([longest], MAX_LENGTH - 2)
@@ -119,9 +137,26 @@ def test_ctranslate2_export_decodes_with_the_same_guards(translator_folder, tmp_
 
 def test_translate_cli_overrides_the_saved_length_bound(translator_folder):
     def run(*extra: str) -> list[str]:
-        proc = subprocess.run([sys.executable, "-m", "xdistill", "-q", "translate", "--model", str(translator_folder),
-                               "--beam", "1", "--max-length", str(MAX_LENGTH), *extra],
-                              input="\n".join(SOURCES) + "\n", capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "xdistill",
+                "-q",
+                "translate",
+                "--model",
+                str(translator_folder),
+                "--beam",
+                "1",
+                "--max-length",
+                str(MAX_LENGTH),
+                *extra,
+            ],
+            input="\n".join(SOURCES) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.splitlines()
 
@@ -141,6 +176,9 @@ def test_a_bad_saved_decoding_entry_names_the_file_and_the_fix(translator_folder
     info = json.loads((folder / "xdistill_model.json").read_text())
     info["decoding"]["length_ratio"] = -1
     (folder / "xdistill_model.json").write_text(json.dumps(info))
-    with pytest.raises(XdistillError, match=r"m/xdistill_model\.json: bad \"decoding\" entry .*length_ratio must be "
-                                            r"> 0.*fix the value or delete the entry to use the defaults"):
+    with pytest.raises(
+        XdistillError,
+        match=r"m/xdistill_model\.json: bad \"decoding\" entry .*length_ratio must be "
+        r"> 0.*fix the value or delete the entry to use the defaults",
+    ):
         Seq2SeqTranslator(folder, max_length=MAX_LENGTH)

@@ -33,7 +33,7 @@ ENGLISH = [
     "Distillation  transfers knowledge from a large teacher to a small student model.",
     "In 2023, the company reported revenue of $4.5 billion — up 12% year-over-year!",
     "Hi!",
-    'She said: "It\'s fine..." (but it wasn\'t); then she left at 9:30 p.m.',
+    "She said: \"It's fine...\" (but it wasn't); then she left at 9:30 p.m.",
 ]
 SPANISH = [
     "¿Dónde está la biblioteca más cercana?",

@@ -51,8 +51,15 @@ def test_tiny_embedding_run_end_to_end(monkeypatch, capsys, tmp_path, embed_raw)
     assert "[teacher] task is 'embedding'" in out and "nothing to fine-tune" in out
     run_dir = Path(embed_raw["run_dir"])
     student = run_dir / "student"
-    for name in ("model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json",
-                 "sentence_bert_config.json", "xdistill_model.json", "2_Normalize"):
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+        "xdistill_model.json",
+        "2_Normalize",
+    ):
         assert (student / name).exists(), name
     assert not list(run_dir.rglob("*.bin")), "weights must be safetensors only"
     results = json.loads((run_dir / "results.json").read_text())
@@ -93,8 +100,9 @@ def test_tiny_embedding_run_end_to_end(monkeypatch, capsys, tmp_path, embed_raw)
     # Nothing changed: every stage is skipped; a probe-only change re-evaluates without retraining.
     code, out, _ = run_cli(monkeypatch, capsys, "-q", "run", str(path))
     assert code == 0 and out.count("skipping") == 3
-    code, out, _ = run_cli(monkeypatch, capsys, "-q", "run", str(path), "--set", "embed.probe.c=0.5",
-                           "--set", "evaluate.speed=false")
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "-q", "run", str(path), "--set", "embed.probe.c=0.5", "--set", "evaluate.speed=false"
+    )
     assert code == 0 and "[student] already done" in out and "[evaluate] report" in out
 
 
@@ -136,21 +144,33 @@ def _write_lines(path: Path, lines: list[str]) -> str:
 
 
 def _raw_with(tmp_path: Path, embed_raw: dict, pairs: list[tuple[str, str]], eval_pairs: list[tuple[str, str]]) -> dict:
-    embed_raw["data"] = {"dir": str(tmp_path), "source_lang": "en", "target_langs": ["es"],
-                         "parallel": [{"path": _write_lines(tmp_path / "train.tsv", [f"{a}\t{b}" for a, b in pairs]),
-                                       "lang": "es"}]}
-    embed_raw["embed"] = {"eval_retrieval": [{"path": _write_lines(tmp_path / "eval.en", [a for a, _ in eval_pairs]),
-                                              "target_path": _write_lines(tmp_path / "eval.es", [b for _, b in eval_pairs]),
-                                              "lang": "es"}],
-                          "heldout_pairs": 3, "dev_pairs": 2}
+    embed_raw["data"] = {
+        "dir": str(tmp_path),
+        "source_lang": "en",
+        "target_langs": ["es"],
+        "parallel": [{"path": _write_lines(tmp_path / "train.tsv", [f"{a}\t{b}" for a, b in pairs]), "lang": "es"}],
+    }
+    embed_raw["embed"] = {
+        "eval_retrieval": [
+            {
+                "path": _write_lines(tmp_path / "eval.en", [a for a, _ in eval_pairs]),
+                "target_path": _write_lines(tmp_path / "eval.es", [b for _, b in eval_pairs]),
+                "lang": "es",
+            }
+        ],
+        "heldout_pairs": 3,
+        "dev_pairs": 2,
+    }
     return embed_raw
 
 
 def test_decontamination_drops_and_counts_pairs_that_occur_in_evaluation_sets(tmp_path, embed_raw):
     pairs = [(f"Sentence number {i}.", f"Frase número {i}.") for i in range(30)]
-    pairs += [("The  EVAL sentence one.", "otra cosa"),      # English side in the eval set (case, spacing)
-              ("something else", "La frase dos."),           # target side in the eval set
-              ("Sentence number 3.", "Frase número 3.")]     # a repeated pair
+    pairs += [
+        ("The  EVAL sentence one.", "otra cosa"),  # English side in the eval set (case, spacing)
+        ("something else", "La frase dos."),  # target side in the eval set
+        ("Sentence number 3.", "Frase número 3."),
+    ]  # a repeated pair
     evals = [("The eval sentence one.", "La frase uno."), ("The eval sentence two.", "La frase dos.")]
     cfg = _config(_raw_with(tmp_path, embed_raw, pairs, evals))
     data = load_embed_data(cfg)
@@ -171,11 +191,18 @@ def test_decontamination_drops_and_counts_pairs_that_occur_in_evaluation_sets(tm
 
 def test_parallel_files_of_different_lengths_name_both_files(tmp_path, embed_raw):
     embed_raw["data"]["dir"] = str(tmp_path)
-    embed_raw["data"]["parallel"] = [{"path": _write_lines(tmp_path / "src.en", ["a", "b", "c"]),
-                                      "target_path": _write_lines(tmp_path / "tgt.es", ["x", "y"]), "lang": "es"}]
+    embed_raw["data"]["parallel"] = [
+        {
+            "path": _write_lines(tmp_path / "src.en", ["a", "b", "c"]),
+            "target_path": _write_lines(tmp_path / "tgt.es", ["x", "y"]),
+            "lang": "es",
+        }
+    ]
     embed_raw["data"]["unlabelled"] = {}
     embed_raw["embed"].update(eval_retrieval=[], probe=None)
-    with pytest.raises(DataFormatError, match=r"src\.en has 3 lines but .*tgt\.es has 2; parallel files must be line-aligned"):
+    with pytest.raises(
+        DataFormatError, match=r"src\.en has 3 lines but .*tgt\.es has 2; parallel files must be line-aligned"
+    ):
         load_embed_data(_config(embed_raw))
 
 
@@ -198,8 +225,10 @@ def test_too_few_pairs_for_the_hold_outs(tmp_path, embed_raw):
         ({"distill": {"hidden_weight": 1.0}}, r"distill.hidden_weight and distill.attention_weight must be 0"),
         ({"embed": {"heldout_pairs": -1}}, r"embed.heldout_pairs must be >= 0"),
         ({"embed": {"references": {"teacher": {"path": "x"}}}}, r"embed.references.teacher: 'teacher' and 'student'"),
-        ({"embed": {"probe": {"train": "a.csv", "test": {"en": "b.csv"}, "labels": ["x"]}}},
-         r"embed.probe.labels needs at least two"),
+        (
+            {"embed": {"probe": {"train": "a.csv", "test": {"en": "b.csv"}, "labels": ["x"]}}},
+            r"embed.probe.labels needs at least two",
+        ),
     ],
 )
 def test_embedding_config_errors_name_the_flag(tmp_path, embed_raw, change, message):
@@ -230,8 +259,14 @@ def test_probe_settings_do_not_invalidate_the_student(embed_raw):
 
 def _tiny_encoder(hidden: int = 32) -> BertModel:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return BertModel(config, add_pooling_layer=False).eval()
 
 
@@ -243,8 +278,9 @@ def test_projection_is_saved_as_a_dense_module_sentence_transformers_loads(tmp_p
     tokenizer = train_unigram_tokenizer(["a small test sentence", "otra frase pequeña", "一个小句子"], 60)
     encoder = _tiny_encoder()
     encoder.resize_token_embeddings(len(tokenizer))
-    model = SentenceEncoder(encoder, pooling="cls", dense=torch.nn.Linear(32, 16, bias=False), normalize=True,
-                            max_length=32)
+    model = SentenceEncoder(
+        encoder, pooling="cls", dense=torch.nn.Linear(32, 16, bias=False), normalize=True, max_length=32
+    )
     folder = save_sentence_encoder(model, tokenizer, tmp_path / "student")
     assert json.loads((folder / "2_Dense" / "config.json").read_text())["out_features"] == 16
     texts = ["a small test", "frase pequeña"]
@@ -269,13 +305,20 @@ def test_teacher_from_a_sentence_transformers_folder_matches_sentence_transforme
 
 
 def test_model_errors(tmp_path):
-    with pytest.raises(ModelError, match=r"teacher.path: package:no_such_model_pkg needs the Python package 'no_such_model_pkg'"):
+    with pytest.raises(
+        ModelError, match=r"teacher.path: package:no_such_model_pkg needs the Python package 'no_such_model_pkg'"
+    ):
         load_sentence_encoder("package:no_such_model_pkg", flag="teacher.path")
     folder = tmp_path / "st"
     _tiny_encoder().save_pretrained(folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_LSTM", "type": "sentence_transformers.models.LSTM"}]))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_LSTM", "type": "sentence_transformers.models.LSTM"},
+            ]
+        )
+    )
     with pytest.raises(ModelError, match=r"uses the sentence-transformers module 'LSTM'"):
         load_sentence_encoder(folder)
 
@@ -287,8 +330,13 @@ def test_model_errors(tmp_path):
 def test_bench_config_quick_caps_and_targets(tmp_path):
     from xdistill.bench.embed import QUICK, bench_config, check_targets
 
-    cfg = bench_config(ROOT / "configs" / "embed-minilm-to-xx.yaml", data_dir=tmp_path, work_dir=tmp_path / "w",
-                       e5_path=tmp_path / "e5", quick=True)
+    cfg = bench_config(
+        ROOT / "configs" / "embed-minilm-to-xx.yaml",
+        data_dir=tmp_path,
+        work_dir=tmp_path / "w",
+        e5_path=tmp_path / "e5",
+        quick=True,
+    )
     assert cfg.task == "embedding" and cfg.data.dir == str(tmp_path)
     assert all(p.max_pairs == QUICK["max_pairs_per_file"] for p in cfg.data.parallel)
     assert cfg.student.base == str(tmp_path / "e5") and cfg.embed.references["e5-small"].path == str(tmp_path / "e5")
@@ -296,8 +344,12 @@ def test_bench_config_quick_caps_and_targets(tmp_path):
 
     rows = [
         {"name": "teacher", "retrieval": {"en-es": 50.0}, "probe_accuracy": {"en": 80.0}, "throughput_b32": 100.0},
-        {"name": "student", "retrieval": {"en-es": 95.0, "zh-en": 89.0}, "probe_accuracy": {"en": 77.0},
-         "throughput_b32": 90.0},
+        {
+            "name": "student",
+            "retrieval": {"en-es": 95.0, "zh-en": 89.0},
+            "probe_accuracy": {"en": 77.0},
+            "throughput_b32": 90.0,
+        },
         {"name": "e5-small", "retrieval": {"en-es": 99.0}, "probe_accuracy": {"en": 85.0}, "throughput_b32": 20.0},
     ]
     targets = check_targets(rows)

@@ -194,8 +194,16 @@ def test_write_report(tmp_path):
     results = _results()
     paths = write_report(results, tmp_path / "out")
 
-    expected = {"results", "report", "accuracy_by_language", "confusion_teacher_en", "confusion_teacher_es",
-                "confusion_teacher_zh", "confusion_student_en", "confusion_student_es"}
+    expected = {
+        "results",
+        "report",
+        "accuracy_by_language",
+        "confusion_teacher_en",
+        "confusion_teacher_es",
+        "confusion_teacher_zh",
+        "confusion_student_en",
+        "confusion_student_es",
+    }
     assert set(paths) == expected
     assert all(p.is_file() and p.parent == tmp_path / "out" for p in paths.values())
     for name, path in paths.items():

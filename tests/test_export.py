@@ -32,13 +32,16 @@ def models(tmp_path_factory) -> dict[str, Path]:
     tokenizer = AutoTokenizer.from_pretrained(enc)
     classifier = EncoderClassifier(load_encoder(enc), ["negative", "positive"], max_length=32).eval()
     clf = classifier.save(root / "classifier", tokenizer)
-    sentence = save_sentence_encoder(SentenceEncoder(load_encoder(enc), normalize=True, max_length=32).eval(),
-                                     tokenizer, root / "encoder")
+    sentence = save_sentence_encoder(
+        SentenceEncoder(load_encoder(enc), normalize=True, max_length=32).eval(), tokenizer, root / "encoder"
+    )
     tok = train_tokenizer(TEXTS * 5 + ["un buen teléfono", "mala batería"] * 5, 100, 24)
-    marian = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=32, ffn_size=64, heads=2),
-                          tok, 24)
-    mt = save_translator(marian.eval(), tok, root / "translator", {"source_lang": "en", "target_lang": "es",
-                                                                    "max_length": 24})
+    marian = build_marian(
+        Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=32, ffn_size=64, heads=2), tok, 24
+    )
+    mt = save_translator(
+        marian.eval(), tok, root / "translator", {"source_lang": "en", "target_lang": "es", "max_length": 24}
+    )
     return {"classifier": clf, "encoder": sentence, "translator": mt}
 
 
@@ -117,8 +120,9 @@ def test_accuracy_gate_on_real_dev_data_passes_for_fp32(tmp_path, tiny_config_pa
 
 
 def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xdistill", "-q", *args], input=stdin, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "xdistill", "-q", *args], input=stdin, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_predict_jsonl_for_each_kind(models, tmp_path):
@@ -190,8 +194,11 @@ def test_export_refuses_a_foreign_folder_and_never_deletes_its_files(models, tmp
     out = tmp_path / "shared"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ModelError, match=rf"--out {out} already holds files xdistill did not write \(notes\.txt\); "
-                                         r"export into a new or empty folder, or pass --overwrite"):
+    with pytest.raises(
+        ModelError,
+        match=rf"--out {out} already holds files xdistill did not write \(notes\.txt\); "
+        r"export into a new or empty folder, or pass --overwrite",
+    ):
         export_model(models["classifier"], "onnx", out)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     export_model(models["classifier"], "onnx", out, overwrite=True)  # written next to notes.txt
@@ -234,13 +241,19 @@ def test_export_to_dot_and_other_relative_paths(models, tmp_path, monkeypatch):
 
 def test_cli_export_refuses_a_foreign_folder_in_one_line(models, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    out = subprocess.run([sys.executable, "-m", "xdistill", "-q", "export", str(models["classifier"]), "--format",
-                          "onnx", "--out", "."], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "xdistill", "-q", "export", str(models["classifier"]), "--format", "onnx", "--out", "."],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [
         f"error: --out {tmp_path} already holds files xdistill did not write (notes.txt); export into a new or empty "
         "folder, or pass --overwrite to write the export next to them (files xdistill did not write are never "
-        "deleted or replaced)"]
+        "deleted or replaced)"
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
@@ -250,9 +263,12 @@ def test_a_corrupted_export_is_one_model_error(models, tmp_path):
     data = bytearray((out / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (out / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=rf"^{out}: weight file model\.onnx is corrupted \(its SHA-256 differs "
-                                         rf"from the one in xdistill_model\.json\); export it again \(`xdistill export "
-                                         rf"{models['classifier']} --format onnx --out {out}`\)"):
+    with pytest.raises(
+        ModelError,
+        match=rf"^{out}: weight file model\.onnx is corrupted \(its SHA-256 differs "
+        rf"from the one in xdistill_model\.json\); export it again \(`xdistill export "
+        rf"{models['classifier']} --format onnx --out {out}`\)",
+    ):
         load_model(out)
 
 
@@ -269,7 +285,8 @@ def test_serve_answers_422_for_a_lone_surrogate(models):
     bad = clf.post("/v1/classify", content=b'{"texts": ["ok", "ab\\ud800"]}', headers=headers)
     assert bad.status_code == 422 and bad.json()["detail"] == (
         "texts[1] is not valid Unicode: a lone surrogate U+D800 at character 2; send UTF-8 text (the client split a "
-        "surrogate pair)")
+        "surrogate pair)"
+    )
     bad = clf.post("/v1/classify", content=b'{"texts": ["ok"], "text_pairs": ["\\udc00"]}', headers=headers)
     assert bad.status_code == 422 and bad.json()["detail"].startswith("text_pairs[0] is not valid Unicode")
     # pydantic's own 422 echoes the input; it must still render.
@@ -288,6 +305,7 @@ def test_predict_lone_surrogate_names_the_file_and_line(models, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [
         f'error: {path}, line 2: "text" is not valid Unicode: a lone surrogate U+D800 at character 4 (a \\u escape '
-        "of half a UTF-16 pair); fix the program that wrote the file"]
+        "of half a UTF-16 pair); fix the program that wrote the file"
+    ]
     out = _cli("predict", str(models["encoder"]), stdin='{"text": "ok", "meta": {"id": "\\udfff"}}\n')
     assert out.returncode == 2 and '<stdin>, line 1: "meta.id" is not valid Unicode' in out.stderr

@@ -26,20 +26,37 @@ from conftest import write_config
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "xdistill" / "demo_data"
 LABELS = ["negative", "positive"]
-TEXTS = ["Arrived a day early and works perfectly.", "Broke after two days, a waste of money.",
-         "El producto llegó roto.", "质量很好，非常满意。", "ok"]
+TEXTS = [
+    "Arrived a day early and works perfectly.",
+    "Broke after two days, a waste of money.",
+    "El producto llegó roto.",
+    "质量很好，非常满意。",
+    "ok",
+]
 
 
 def _save_hf_classifier(folder: Path, id2label: dict[int, str]) -> Path:
     """A tiny BertForSequenceClassification with its tokenizer, saved the way HF users have them."""
-    texts = [line for p in sorted(DEMO.glob("*")) if p.suffix in (".csv", ".txt")
-             for line in p.read_text(encoding="utf-8").splitlines()]
+    texts = [
+        line
+        for p in sorted(DEMO.glob("*"))
+        if p.suffix in (".csv", ".txt")
+        for line in p.read_text(encoding="utf-8").splitlines()
+    ]
     tokenizer = train_unigram_tokenizer(texts, 800)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
-                        id2label=id2label, label2id={v: k for k, v in id2label.items()},
-                        initializer_range=1.0)  # wide weights: the texts get both classes, by clear margins
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        initializer_range=1.0,
+    )  # wide weights: the texts get both classes, by clear margins
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
@@ -85,17 +102,21 @@ def test_cached_teacher_outputs_follow_the_data_labels_order(hf_folder, tmp_path
     got = {}
     for labels in (LABELS, LABELS[::-1]):
         teacher, tok = load_classifier(hf_folder, labels=labels, max_length=48)
-        got[tuple(labels)] = teacher_outputs(cache, fp, teacher, tok, TEXTS, None, cfg, ("logits",), "t", False)["logits"]
+        got[tuple(labels)] = teacher_outputs(cache, fp, teacher, tok, TEXTS, None, cfg, ("logits",), "t", False)[
+            "logits"
+        ]
     np.testing.assert_allclose(got[tuple(LABELS)], got[tuple(LABELS[::-1])][:, ::-1], rtol=1e-5, atol=1e-6)
 
 
 def test_hf_checkpoint_teacher_distils_and_evaluates_end_to_end(hf_folder, tmp_path, tiny_raw):
-    raw = {**tiny_raw,
-           "teacher": {"path": str(hf_folder), "finetune": False, "max_length": 48},
-           "student": {"init": "teacher", "layers": [0, 1], "trim_vocab": True},
-           "distill": {**tiny_raw["distill"], "embedding_weight": 0.5},
-           "train": {"epochs": 1, "batch_size": 32, "lr": 1.0e-3},
-           "evaluate": {"speed": False}}
+    raw = {
+        **tiny_raw,
+        "teacher": {"path": str(hf_folder), "finetune": False, "max_length": 48},
+        "student": {"init": "teacher", "layers": [0, 1], "trim_vocab": True},
+        "distill": {**tiny_raw["distill"], "embedding_weight": 0.5},
+        "train": {"epochs": 1, "batch_size": 32, "lr": 1.0e-3},
+        "evaluate": {"speed": False},
+    }
     cfg = load_config(write_config(tmp_path / "hf.yaml", raw))
     results = run_all(cfg, echo=lambda _: None, progress=False)
     run = Path(cfg.run_dir)
@@ -112,8 +133,14 @@ def test_hf_checkpoint_teacher_distils_and_evaluates_end_to_end(hf_folder, tmp_p
     tokenizer = AutoTokenizer.from_pretrained(hf_folder)
     for lang, examples in load_test(cfg, "test").items():
         with torch.no_grad():
-            pred = [int(reference(**tokenizer(e.text, truncation=True, max_length=48, return_tensors="pt"))
-                        .logits.argmax(-1)) for e in examples]
+            pred = [
+                int(
+                    reference(**tokenizer(e.text, truncation=True, max_length=48, return_tensors="pt")).logits.argmax(
+                        -1
+                    )
+                )
+                for e in examples
+            ]
         mapped = [LABELS.index(reference.config.id2label[i].lower()) for i in pred]
         assert len(set(mapped)) == 2  # both classes predicted: a wrong label order would show
         confusion = np.zeros((2, 2), dtype=int)
@@ -123,10 +150,13 @@ def test_hf_checkpoint_teacher_distils_and_evaluates_end_to_end(hf_folder, tmp_p
 
 
 def test_labels_that_do_not_match_data_labels_are_one_clear_error(hf_folder):
-    with pytest.raises(ModelError, match=r"teacher: the labels of the Hugging Face classifier .*sentiment "
-                                         r"\['POSITIVE', 'NEGATIVE'\] do not match data.labels "
-                                         r"\['negative', 'neutral', 'positive'\] \(labels are matched by name, "
-                                         r"ignoring case and order\); rename data.labels"):
+    with pytest.raises(
+        ModelError,
+        match=r"teacher: the labels of the Hugging Face classifier .*sentiment "
+        r"\['POSITIVE', 'NEGATIVE'\] do not match data.labels "
+        r"\['negative', 'neutral', 'positive'\] \(labels are matched by name, "
+        r"ignoring case and order\); rename data.labels",
+    ):
         load_classifier(hf_folder, flag="teacher", labels=["negative", "neutral", "positive"])
     with pytest.raises(ModelError, match=r"do not match data.labels \['bad', 'good'\]"):
         load_classifier(hf_folder, flag="teacher", labels=["bad", "good"])
@@ -139,9 +169,12 @@ def test_generic_label_names_are_refused_with_what_to_write(hf_folder, tmp_path)
     config["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}
     config["label2id"] = {"LABEL_0": 0, "LABEL_1": 1}
     (generic / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError, match=r"teacher: the Hugging Face classifier .*generic has only generic label "
-                                         r"names \['LABEL_0', 'LABEL_1'\].*set \"id2label\" \(and \"label2id\"\) "
-                                         r"in .*config.json.*\"id2label\": \{\"0\": \"negative\", \"1\": \"positive\"\}"):
+    with pytest.raises(
+        ModelError,
+        match=r"teacher: the Hugging Face classifier .*generic has only generic label "
+        r"names \['LABEL_0', 'LABEL_1'\].*set \"id2label\" \(and \"label2id\"\) "
+        r"in .*config.json.*\"id2label\": \{\"0\": \"negative\", \"1\": \"positive\"\}",
+    ):
         load_classifier(generic, flag="teacher", labels=LABELS)
     # Without data.labels to map onto (predict, serve) the checkpoint loads with its own names.
     assert load_classifier(generic)[0].labels == ["LABEL_0", "LABEL_1"]
@@ -154,16 +187,24 @@ def test_a_bert_pair_teacher_reads_the_segment_ids_its_tokenizer_would_give(tmp_
     (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
     torch.manual_seed(1)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, initializer_range=1.0, id2label={0: "negative", 1: "positive"},
-                        label2id={"negative": 0, "positive": 1})
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        initializer_range=1.0,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     folder = tmp_path / "nli"
     BertForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     model, tok = load_classifier(folder, labels=LABELS)
     reference = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    enc = tok(["the phone is good", "the battery"], ["it is not good at all", "is bad"], padding=True,
-              return_tensors="pt")
+    enc = tok(
+        ["the phone is good", "the battery"], ["it is not good at all", "is bad"], padding=True, return_tensors="pt"
+    )
     assert enc["token_type_ids"].sum() > 0
     with torch.no_grad():
         torch.testing.assert_close(model(enc["input_ids"], enc["attention_mask"])["logits"], reference(**enc).logits)

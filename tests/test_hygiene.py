@@ -32,26 +32,29 @@ def _lines(path: Path, lines: list[str]) -> str:
 # --- the normalisation rule ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", [
-    "The cat sat.",
-    "the cat sat.",                    # case
-    "THE CAT SAT.",
-    "  The cat sat.  ",                # surrounding whitespace
-    "The   cat\tsat.",                 # inner runs of whitespace, tabs
-    "The\u00a0cat\u3000sat.",          # no-break and ideographic spaces
-    "Ｔｈｅ ｃａｔ ｓａｔ．",             # full-width letters and punctuation
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "The cat sat.",
+        "the cat sat.",  # case
+        "THE CAT SAT.",
+        "  The cat sat.  ",  # surrounding whitespace
+        "The   cat\tsat.",  # inner runs of whitespace, tabs
+        "The\u00a0cat\u3000sat.",  # no-break and ideographic spaces
+        "Ｔｈｅ ｃａｔ ｓａｔ．",  # full-width letters and punctuation
+    ],
+)
 def test_text_key_ignores_case_whitespace_and_width(variant):
     assert text_key(variant) == text_key("The cat sat.") == "the cat sat."
 
 
 def test_text_key_keeps_what_makes_a_different_text():
     assert text_key("STRASSE") == text_key("straße")  # casefold, not lower
-    assert text_key("１２３") == "123"                 # full-width digits
-    assert text_key("ｶﾀｶﾅ") == text_key("カタカナ")   # half-width katakana
+    assert text_key("１２３") == "123"  # full-width digits
+    assert text_key("ｶﾀｶﾅ") == text_key("カタカナ")  # half-width katakana
     assert text_key("The cat sat") != text_key("The cat sat.")  # punctuation counts
-    assert text_key("Qué") != text_key("Que")                   # accents count
-    assert text_key("thecat") != text_key("the cat")            # word boundaries count
+    assert text_key("Qué") != text_key("Que")  # accents count
+    assert text_key("thecat") != text_key("the cat")  # word boundaries count
     assert text_key("") == text_key(" \t ") == ""
 
 
@@ -138,12 +141,26 @@ def test_held_out_split_drops_training_items_sharing_a_text_with_a_held_out_one(
 
 def test_classification_drops_a_training_text_that_is_a_test_text_up_to_case_and_spacing(tmp_path):
     header = "id,text,label"
-    train = [header, "1,A perfectly fine product.,positive", "2,Broke after one day.,negative",
-             "3,  great   VALUE for money ,positive", "4,Never again.,negative"]
+    train = [
+        header,
+        "1,A perfectly fine product.,positive",
+        "2,Broke after one day.,negative",
+        "3,  great   VALUE for money ,positive",
+        "4,Never again.,negative",
+    ]
     test = [header, "t1,Great value for money,positive", "t2,Something else entirely.,negative"]
-    raw = {"name": "t", "task": "classification", "teacher": {"path": "random:tiny"},
-           "data": {"dir": str(tmp_path), "labels": ["negative", "positive"], "columns": {"id": "id"},
-                    "train": _lines(tmp_path / "train.csv", train), "test": {"en": _lines(tmp_path / "test.csv", test)}}}
+    raw = {
+        "name": "t",
+        "task": "classification",
+        "teacher": {"path": "random:tiny"},
+        "data": {
+            "dir": str(tmp_path),
+            "labels": ["negative", "positive"],
+            "columns": {"id": "id"},
+            "train": _lines(tmp_path / "train.csv", train),
+            "test": {"en": _lines(tmp_path / "test.csv", test)},
+        },
+    }
     data = load_training_data(_config(raw), with_targets=False)
     assert [e.id for e in data.train] == ["1", "2", "4"]
     assert any("dropped 1 rows" in note for note in data.notes)
@@ -154,17 +171,32 @@ def test_classification_drops_a_training_text_that_is_a_test_text_up_to_case_and
 def test_embedding_drops_a_training_pair_whose_side_is_an_evaluation_text_up_to_case_and_spacing(tmp_path):
     raw = yaml.safe_load((ROOT / "configs" / "tiny-embed.yaml").read_text(encoding="utf-8"))
     pairs = [f"Sentence number {i}.\tFrase número {i}." for i in range(20)]
-    pairs += ["  the EVAL   sentence.\tuna cosa", "Another thing.\tLA FRASE\u3000DE PRUEBA.",
-              "Ｔｈｅ ｅｖａｌ ｓｅｎｔｅｎｃｅ．\tdos"]  # full width: only NFKC sees it
-    raw["data"] = {"dir": str(tmp_path), "source_lang": "en", "target_langs": ["es"],
-                   "parallel": [{"path": _lines(tmp_path / "train.tsv", pairs), "lang": "es"}]}
-    raw["embed"] = {"eval_retrieval": [{"path": _lines(tmp_path / "eval.tsv", ["The eval sentence.\tLa frase de prueba."]),
-                                        "lang": "es"}],
-                    "heldout_pairs": 2, "dev_pairs": 2}
+    pairs += [
+        "  the EVAL   sentence.\tuna cosa",
+        "Another thing.\tLA FRASE\u3000DE PRUEBA.",
+        "Ｔｈｅ ｅｖａｌ ｓｅｎｔｅｎｃｅ．\tdos",
+    ]  # full width: only NFKC sees it
+    raw["data"] = {
+        "dir": str(tmp_path),
+        "source_lang": "en",
+        "target_langs": ["es"],
+        "parallel": [{"path": _lines(tmp_path / "train.tsv", pairs), "lang": "es"}],
+    }
+    raw["embed"] = {
+        "eval_retrieval": [
+            {"path": _lines(tmp_path / "eval.tsv", ["The eval sentence.\tLa frase de prueba."]), "lang": "es"}
+        ],
+        "heldout_pairs": 2,
+        "dev_pairs": 2,
+    }
     data = load_embed_data(_config(raw))
     assert data.summary["decontamination"]["dropped_pairs"] == 3
-    texts = {t for pairs in (*data.train.values(), *data.dev.values(), *data.heldout.values())
-             for p in pairs for t in (p.source, p.target)}
+    texts = {
+        t
+        for pairs in (*data.train.values(), *data.dev.values(), *data.heldout.values())
+        for p in pairs
+        for t in (p.source, p.target)
+    }
     assert not {"una cosa", "Another thing.", "dos"} & texts
 
 
@@ -172,14 +204,22 @@ def test_translation_drops_a_training_pair_and_a_monolingual_text_that_are_test_
     train = [f"sentence number {i}\tsentencia {i}" for i in range(30)] + ["THE  test sentence\tfoo", "bar\t la Prueba "]
     mono = ["a monolingual line", "  The Test   Sentence  ", "another monolingual line"]
     raw = {
-        "name": "t", "task": "translation",
-        "data": {"dir": str(tmp_path), "source_lang": "en", "target_langs": ["xx"],
-                 "parallel": [{"path": _lines(tmp_path / "train.tsv", train), "lang": "xx"}]},
+        "name": "t",
+        "task": "translation",
+        "data": {
+            "dir": str(tmp_path),
+            "source_lang": "en",
+            "target_langs": ["xx"],
+            "parallel": [{"path": _lines(tmp_path / "train.tsv", train), "lang": "xx"}],
+        },
         "teacher": {"command": "cat"},
-        "mt": {"monolingual": [{"path": _lines(tmp_path / "mono.txt", mono)}],
-               "eval": [{"path": _lines(tmp_path / "test.tsv", ["The test sentence\tLa prueba"]), "lang": "xx",
-                         "name": "toy"}],
-               "dev_pairs": 5},
+        "mt": {
+            "monolingual": [{"path": _lines(tmp_path / "mono.txt", mono)}],
+            "eval": [
+                {"path": _lines(tmp_path / "test.tsv", ["The test sentence\tLa prueba"]), "lang": "xx", "name": "toy"}
+            ],
+            "dev_pairs": 5,
+        },
     }
     data = load_mt_data(_config(raw))
     d = data.summary["decontamination"]

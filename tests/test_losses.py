@@ -66,9 +66,7 @@ def test_soft_target_fixed_value():
     assert kd == pytest.approx(0.420705, abs=1e-6)
     assert ce == pytest.approx(0.126928, abs=1e-6)
 
-    out = SoftTargetLoss(temperature=2.0, alpha=0.5)(
-        _t(STUDENT), _t(TEACHER), torch.tensor([0, -100])
-    )
+    out = SoftTargetLoss(temperature=2.0, alpha=0.5)(_t(STUDENT), _t(TEACHER), torch.tensor([0, -100]))
     assert set(out) == {"loss", "kd", "ce"}
     assert out["kd"].item() == pytest.approx(kd, rel=1e-5)
     assert out["ce"].item() == pytest.approx(ce, rel=1e-5)
@@ -83,8 +81,7 @@ def test_soft_target_kd_is_t_squared_times_kl_at_t(temperature):
     z_s = [[0.3, -1.2, 2.0], [1.0, 0.0, -0.5]]
     z_t = [[1.5, 0.2, -0.7], [0.0, 2.5, 1.0]]
     kls = [
-        _kl(_softmax([x / temperature for x in t]), _softmax([x / temperature for x in s]))
-        for s, t in zip(z_s, z_t)
+        _kl(_softmax([x / temperature for x in t]), _softmax([x / temperature for x in s])) for s, t in zip(z_s, z_t)
     ]
     expected = temperature**2 * sum(kls) / len(kls)
     out = SoftTargetLoss(temperature=temperature, alpha=0.0)(_t(z_s), _t(z_t))
@@ -104,9 +101,7 @@ def test_soft_target_gradient_size_roughly_independent_of_t():
 
 
 def test_soft_target_alpha_one_is_pure_ce():
-    out = SoftTargetLoss(temperature=2.0, alpha=1.0)(
-        _t(STUDENT), _t(TEACHER), torch.tensor([0, 1])
-    )
+    out = SoftTargetLoss(temperature=2.0, alpha=1.0)(_t(STUDENT), _t(TEACHER), torch.tensor([0, 1]))
     # ce = mean(ln(1 + e^−2), ln(1 + e^−1)) = mean(0.126928, 0.313262)
     ce = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2
     assert out["ce"].item() == pytest.approx(ce, rel=1e-5)
@@ -115,9 +110,7 @@ def test_soft_target_alpha_one_is_pure_ce():
 
 
 def test_soft_target_alpha_zero_is_pure_kd():
-    out = SoftTargetLoss(temperature=2.0, alpha=0.0)(
-        _t(STUDENT), _t(TEACHER), torch.tensor([0, 1])
-    )
+    out = SoftTargetLoss(temperature=2.0, alpha=0.0)(_t(STUDENT), _t(TEACHER), torch.tensor([0, 1]))
     assert out["loss"].item() == pytest.approx(out["kd"].item(), rel=1e-6)
     assert out["ce"].item() > 0
 
@@ -136,13 +129,9 @@ def test_soft_target_no_labels_gives_zero_ce():
 def test_soft_target_label_mask_overrides_label_values():
     # Rows masked out are ignored whatever their label holds (here an invalid -1).
     loss_fn = SoftTargetLoss(alpha=1.0)
-    out = loss_fn(
-        _t(STUDENT), _t(TEACHER), torch.tensor([0, -1]), label_mask=torch.tensor([True, False])
-    )
+    out = loss_fn(_t(STUDENT), _t(TEACHER), torch.tensor([0, -1]), label_mask=torch.tensor([True, False]))
     assert out["ce"].item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-5)
-    none_labelled = loss_fn(
-        _t(STUDENT), _t(TEACHER), torch.tensor([0, 1]), label_mask=torch.tensor([False, False])
-    )
+    none_labelled = loss_fn(_t(STUDENT), _t(TEACHER), torch.tensor([0, 1]), label_mask=torch.tensor([False, False]))
     assert none_labelled["ce"].item() == 0.0
 
 
@@ -273,9 +262,7 @@ def test_hidden_mse_projection_fixed_value_and_gradients():
     assert student[0].grad is not None
 
 
-@pytest.mark.parametrize(
-    "layer_map", [[], [(-1, 0)], [(0, -2)], [(0,)], [(0, 1, 2)], [(0.5, 1)], ["ab"]]
-)
+@pytest.mark.parametrize("layer_map", [[], [(-1, 0)], [(0, -2)], [(0,)], [(0, 1, 2)], [(0.5, 1)], ["ab"]])
 def test_hidden_mse_rejects_bad_layer_map(layer_map):
     with pytest.raises(ValueError, match=r"distill\.layer_map"):
         HiddenStateMSELoss(2, 2, layer_map)
@@ -364,9 +351,7 @@ def test_attention_kl_validation():
         AttentionKLLoss([])
     with pytest.raises(ValueError, match=r"distill\.layer_map"):
         AttentionKLLoss([(0, -1)])
-    with pytest.raises(
-        ValueError, match=r"teacher layer index 4 .*returned 1 attention maps"
-    ):
+    with pytest.raises(ValueError, match=r"teacher layer index 4 .*returned 1 attention maps"):
         AttentionKLLoss([(0, 4)])((A_S,), (A_T,))
     with pytest.raises(ValueError, match="output_attentions=True"):
         AttentionKLLoss([(0, 0)])((A_S,), None)

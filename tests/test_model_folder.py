@@ -42,8 +42,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     sentence = SentenceEncoder(encoder, dense=nn.Linear(encoder.config.hidden_size, 8), normalize=True, max_length=32)
     sentence = save_sentence_encoder(sentence.eval(), tokenizer, root / "student", {"role": "student"})
     tok = train_tokenizer(TEXTS * 5 + ["un buen teléfono", "mala batería"] * 5, 100, 24)
-    marian = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=32, ffn_size=64, heads=2),
-                          tok, 24)
+    marian = build_marian(
+        Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=32, ffn_size=64, heads=2), tok, 24
+    )
     mt = save_translator(marian.eval(), tok, root / "translator", {"max_length": 24})
     return {"encoder": enc, "classifier": clf, "sentence": sentence, "translator": mt}
 
@@ -83,12 +84,18 @@ def test_read_model_info_is_one_model_error_for_a_missing_or_bad_file(tmp_path):
 def test_bad_info_file_is_one_line_from_the_cli(models, tmp_path):
     folder = _copy(models["classifier"], tmp_path / "clf")
     (folder / MODEL_INFO).write_text("{oops", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "xdistill", "-q", "predict", str(folder)], input='{"text": "ok"}\n',
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-m", "xdistill", "-q", "predict", str(folder)],
+        input='{"text": "ok"}\n',
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [
         f"error: {folder}: {MODEL_INFO} cannot be read (Expecting property name enclosed in double quotes: line 1 "
-        "column 2 (char 1)); restore the folder from a copy, or download / re-create the model"]
+        "column 2 (char 1)); restore the folder from a copy, or download / re-create the model"
+    ]
 
 
 def test_the_old_module_names_still_import():
@@ -120,8 +127,12 @@ def test_atomic_dir_replaces_a_folder_and_keeps_it_on_failure(tmp_path, monkeypa
 
 
 def test_every_writer_records_the_sha256_of_each_weight_file(models):
-    expected = {"encoder": {"model.safetensors"}, "classifier": {"model.safetensors", "classifier_head.safetensors"},
-                "sentence": {"model.safetensors", "2_Dense/model.safetensors"}, "translator": {"model.safetensors"}}
+    expected = {
+        "encoder": {"model.safetensors"},
+        "classifier": {"model.safetensors", "classifier_head.safetensors"},
+        "sentence": {"model.safetensors", "2_Dense/model.safetensors"},
+        "translator": {"model.safetensors"},
+    }
     for name, files in expected.items():
         info = json.loads((models[name] / MODEL_INFO).read_text())
         assert set(info["checksums"]) == files, name
@@ -136,9 +147,12 @@ def test_flipped_bytes_in_the_encoder_weights_are_one_model_error(models, tmp_pa
 
     folder = _copy(models["classifier"], tmp_path / "teacher")
     _flip_byte(folder / "model.safetensors")
-    with pytest.raises(ModelError, match=rf"^{folder}: weight file model\.safetensors is corrupted \(its SHA-256 "
-                                         r"differs from the one in xdistill_model\.json\); re-run the stage that "
-                                         r"wrote it \(`xdistill teacher train --config \.\.\. --force`\)"):
+    with pytest.raises(
+        ModelError,
+        match=rf"^{folder}: weight file model\.safetensors is corrupted \(its SHA-256 "
+        r"differs from the one in xdistill_model\.json\); re-run the stage that "
+        r"wrote it \(`xdistill teacher train --config \.\.\. --force`\)",
+    ):
         load_model(folder)
 
 
@@ -147,8 +161,11 @@ def test_a_truncated_head_is_one_model_error(models, tmp_path):
 
     folder = _copy(models["classifier"], tmp_path / "teacher")
     _truncate(folder / "classifier_head.safetensors")
-    with pytest.raises(ModelError, match=rf"^{folder}: weight file classifier_head\.safetensors is truncated "
-                                         r"\(\d+ bytes, \d+ written\); re-run the stage"):
+    with pytest.raises(
+        ModelError,
+        match=rf"^{folder}: weight file classifier_head\.safetensors is truncated "
+        r"\(\d+ bytes, \d+ written\); re-run the stage",
+    ):
         EncoderClassifier.load(folder)
     (folder / "classifier_head.safetensors").unlink()
     with pytest.raises(ModelError, match=r"weight file classifier_head\.safetensors is missing"):
@@ -176,8 +193,11 @@ def test_a_foreign_folder_without_checksums_loads_and_a_truncated_one_is_named(m
     (folder / MODEL_INFO).unlink()  # as downloaded from the Hugging Face hub
     assert load_encoder(folder).config.hidden_size == 32
     _truncate(folder / "model.safetensors")
-    with pytest.raises(ModelError, match=rf"^{folder}: weight file model\.safetensors cannot be read \(the header "
-                                         r"promises \d+ bytes, the file has \d+: the file is truncated\)"):
+    with pytest.raises(
+        ModelError,
+        match=rf"^{folder}: weight file model\.safetensors cannot be read \(the header "
+        r"promises \d+ bytes, the file has \d+: the file is truncated\)",
+    ):
         load_encoder(folder)
     (folder / "model.safetensors").write_bytes(b"\x10\x00")
     with pytest.raises(ModelError, match=r"model\.safetensors cannot be read \(2 bytes, too short"):
@@ -187,8 +207,13 @@ def test_a_foreign_folder_without_checksums_loads_and_a_truncated_one_is_named(m
 def test_corrupted_weights_are_one_line_and_exit_2_from_the_cli(models, tmp_path):
     folder = _copy(models["classifier"], tmp_path / "teacher")
     _truncate(folder / "model.safetensors")
-    out = subprocess.run([sys.executable, "-m", "xdistill", "-q", "predict", str(folder)], input='{"text": "ok"}\n',
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-m", "xdistill", "-q", "predict", str(folder)],
+        input='{"text": "ok"}\n',
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {folder}: weight file model.safetensors is truncated")

@@ -41,7 +41,9 @@ def test_detect_format(name, fmt):
 
 
 def test_detect_format_unknown_extension_lists_accepted():
-    with pytest.raises(DataFormatError, match=r"data\.xlsx: unknown file extension '\.xlsx'; use \.csv, \.tsv, \.jsonl"):
+    with pytest.raises(
+        DataFormatError, match=r"data\.xlsx: unknown file extension '\.xlsx'; use \.csv, \.tsv, \.jsonl"
+    ):
         detect_format("data.xlsx")
 
 
@@ -71,7 +73,9 @@ def test_csv_header_text_pair_and_lang_column(tmp_path):
 
 def test_tsv_keeps_stray_quotes(tmp_path):
     path = write(tmp_path, "x.tsv", 'He said "hi.\tShe left.\tneutral\n"Quoted"\tok"\tentailment\n')
-    examples, _ = read_labelled(path, columns=ColumnsConfig(text=0, text_pair=1, label=2), labels=["entailment", "neutral"])
+    examples, _ = read_labelled(
+        path, columns=ColumnsConfig(text=0, text_pair=1, label=2), labels=["entailment", "neutral"]
+    )
     assert [(e.text, e.text_pair, e.label) for e in examples] == [
         ('He said "hi.', "She left.", 1),
         ('"Quoted"', 'ok"', 0),
@@ -87,7 +91,9 @@ def test_tsv_header_with_int_columns_skips_header(tmp_path):
 def test_jsonl_int_labels_ids_and_text_pair(tmp_path):
     rows = [{"id": 7, "a": "Hi", "b": "there", "y": 1}, {"id": "x", "a": "Bye", "b": "now", "y": "0"}]
     path = write(tmp_path, "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    examples, _ = read_labelled(path, columns=ColumnsConfig(text="a", text_pair="b", label="y", id="id"), labels=["0", "1"])
+    examples, _ = read_labelled(
+        path, columns=ColumnsConfig(text="a", text_pair="b", label="y", id="id"), labels=["0", "1"]
+    )
     assert examples == [
         Example(text="Hi", text_pair="there", label=1, id="7"),
         Example(text="Bye", text_pair="now", label=0, id="x"),
@@ -141,7 +147,9 @@ def test_unlabelled_txt_and_csv(tmp_path):
 
 
 def test_parallel_tsv_like_tatoeba(tmp_path):
-    path = write(tmp_path, "cmn.txt", b"\xef\xbb\xbfHi.\t\xe5\x97\xa8\xe3\x80\x82\tCC-BY\n \t\xe7\xa9\xba\n\nRun!\tx\r\n")
+    path = write(
+        tmp_path, "cmn.txt", b"\xef\xbb\xbfHi.\t\xe5\x97\xa8\xe3\x80\x82\tCC-BY\n \t\xe7\xa9\xba\n\nRun!\tx\r\n"
+    )
     pairs, stats = read_parallel(path)
     assert pairs == [ParallelPair("Hi.", "嗨。"), ParallelPair("Run!", "x")]
     assert stats.extra["empty_pairs"] == 1 and stats.blank_lines == 1
@@ -166,7 +174,9 @@ def test_parallel_two_files(tmp_path):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.csv"
-    with pytest.raises(DataFormatError, match=where(path, None) + " file not found; check the path and data.dir in the config$"):
+    with pytest.raises(
+        DataFormatError, match=where(path, None) + " file not found; check the path and data.dir in the config$"
+    ):
         read_labelled(path, columns=HEADERLESS, labels=LABELS)
 
 
@@ -174,9 +184,11 @@ def test_missing_relative_file_names_the_resolved_path_and_the_working_directory
     (tmp_path / "run").mkdir()
     monkeypatch.chdir(tmp_path / "run")
     path = Path("../data") / "train.csv"  # as DataConfig.resolve joins data.dir and the path
-    message = (f"file not found (looked for {tmp_path / 'data' / 'train.csv'}: data paths are relative to data.dir, "
-               f"and a relative data.dir to the working directory {tmp_path / 'run'}); "
-               "check the path and data.dir in the config")
+    message = (
+        f"file not found (looked for {tmp_path / 'data' / 'train.csv'}: data paths are relative to data.dir, "
+        f"and a relative data.dir to the working directory {tmp_path / 'run'}); "
+        "check the path and data.dir in the config"
+    )
     with pytest.raises(DataFormatError, match=where(path, None) + " " + re.escape(message) + "$"):
         read_labelled(path, columns=HEADERLESS, labels=LABELS)
     with pytest.raises(DataFormatError, match=where(path, None) + " " + re.escape(message) + "$"):
@@ -187,7 +199,10 @@ def test_missing_relative_file_names_the_resolved_path_and_the_working_directory
 def test_folder_given_for_a_data_file_says_so(tmp_path, name):
     folder = tmp_path / name
     folder.mkdir()
-    message = where(folder, None) + " is a folder, not a file; give the path of the data file itself, e.g. one inside this folder$"
+    message = (
+        where(folder, None)
+        + " is a folder, not a file; give the path of the data file itself, e.g. one inside this folder$"
+    )
     with pytest.raises(DataFormatError, match=message):
         read_labelled(folder, columns=HEADERLESS, labels=LABELS)
     with pytest.raises(DataFormatError, match=message):
@@ -200,7 +215,9 @@ def test_folder_given_for_a_data_file_says_so(tmp_path, name):
 
 def test_malformed_json(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"text": "a", "label": "positive"}\n\n{"text": "b", label}\n')
-    with pytest.raises(DataFormatError, match=where(path, 3) + r" not a JSON object .*each line must be one \{\.\.\.\} object"):
+    with pytest.raises(
+        DataFormatError, match=where(path, 3) + r" not a JSON object .*each line must be one \{\.\.\.\} object"
+    ):
         read_labelled(path, columns=ColumnsConfig(), labels=LABELS)
 
 
@@ -212,21 +229,36 @@ def test_json_array_file_gets_conversion_hint(tmp_path):
 
 def test_jsonl_missing_key_lists_available(tmp_path):
     path = write(tmp_path, "d.jsonl", '{"text": "a", "label": "positive"}\n{"sentence": "b", "label": "negative"}\n')
-    with pytest.raises(DataFormatError, match=where(path, 2) + r" key 'text' \(text\) is missing; this object has 'sentence', 'label'"):
+    with pytest.raises(
+        DataFormatError, match=where(path, 2) + r" key 'text' \(text\) is missing; this object has 'sentence', 'label'"
+    ):
         read_labelled(path, columns=ColumnsConfig(), labels=LABELS)
 
 
 def test_header_missing_column_lists_available(tmp_path):
     path = write(tmp_path, "s.tsv", "\nlabel\tsentence\n0\tbad\n")
-    with pytest.raises(DataFormatError, match=where(path, 2) + r" column 'text' \(text\) is not in the header; available: 'label', 'sentence'"):
+    with pytest.raises(
+        DataFormatError,
+        match=where(path, 2) + r" column 'text' \(text\) is not in the header; available: 'label', 'sentence'",
+    ):
         read_labelled(path, columns=ColumnsConfig(), labels=["0", "1"])
 
 
 @pytest.mark.parametrize(
     "name, content, line, needs",
     [
-        ("r.tsv", "1\ta\tpositive\n2 b\tpositive\n", 2, "needs at least 3 .column index 2 is used.; columns must be separated by tabs"),
-        ("r.csv", "id,text,label\n1,a,positive\n2,b\n", 3, "needs at least 3 .the header has 3.; columns must be separated by commas"),
+        (
+            "r.tsv",
+            "1\ta\tpositive\n2 b\tpositive\n",
+            2,
+            "needs at least 3 .column index 2 is used.; columns must be separated by tabs",
+        ),
+        (
+            "r.csv",
+            "id,text,label\n1,a,positive\n2,b\n",
+            3,
+            "needs at least 3 .the header has 3.; columns must be separated by commas",
+        ),
     ],
 )
 def test_wrong_column_count(tmp_path, name, content, line, needs):
@@ -263,7 +295,8 @@ def test_non_utf8_bytes(tmp_path):
     path = write(tmp_path, "r.csv", b"1,ok,positive\n2,caf\xe9,negative\n")
     with pytest.raises(
         DataFormatError,
-        match=where(path, 2) + r" not valid UTF-8 \(byte 0xe9 at byte offset 19\); re-encode the file as UTF-8, e\.g\. `iconv -f latin1 -t utf-8`",
+        match=where(path, 2)
+        + r" not valid UTF-8 \(byte 0xe9 at byte offset 19\); re-encode the file as UTF-8, e\.g\. `iconv -f latin1 -t utf-8`",
     ):
         read_labelled(path, columns=HEADERLESS, labels=LABELS)
 
@@ -276,7 +309,9 @@ def test_nul_byte(tmp_path):
 
 def test_empty_text_cell_names_column(tmp_path):
     path = write(tmp_path, "r.tsv", "a\tb\tpositive\nc\t  \tnegative\n")
-    with pytest.raises(DataFormatError, match=where(path, 2) + r" empty text pair in column 1; fill it in or remove the row"):
+    with pytest.raises(
+        DataFormatError, match=where(path, 2) + r" empty text pair in column 1; fill it in or remove the row"
+    ):
         read_labelled(path, columns=ColumnsConfig(text=0, text_pair=1, label=2), labels=LABELS)
 
 
@@ -288,7 +323,9 @@ def test_csv_unclosed_quote_reports_record_start(tmp_path):
 
 def test_csv_bare_carriage_return(tmp_path):
     path = write(tmp_path, "r.csv", b"1,a,positive\n2,old\rmac,negative\n")
-    with pytest.raises(DataFormatError, match=where(path, 2) + r" a bare carriage return \(\\r\) inside an unquoted field"):
+    with pytest.raises(
+        DataFormatError, match=where(path, 2) + r" a bare carriage return \(\\r\) inside an unquoted field"
+    ):
         read_labelled(path, columns=HEADERLESS, labels=LABELS)
 
 
@@ -307,13 +344,18 @@ def test_huge_line(tmp_path):
 def test_parallel_files_of_different_lengths(tmp_path):
     src = write(tmp_path, "en.txt", "a\nb\nc\n")
     tgt = write(tmp_path, "es.txt", "a\nb")
-    with pytest.raises(DataFormatError, match=re.escape(f"{src} has 3 lines but {tgt} has 2; parallel files must be line-aligned")):
+    with pytest.raises(
+        DataFormatError, match=re.escape(f"{src} has 3 lines but {tgt} has 2; parallel files must be line-aligned")
+    ):
         read_parallel(src, tgt)
 
 
 def test_headerless_file_with_named_columns(tmp_path):
     path = write(tmp_path, "r.csv", "1,a,positive\n")
-    with pytest.raises(DataFormatError, match=where(path, None) + r" column 'text' \(text\) is a name, but the file is read without a header"):
+    with pytest.raises(
+        DataFormatError,
+        match=where(path, None) + r" column 'text' \(text\) is a name, but the file is read without a header",
+    ):
         read_labelled(path, columns=ColumnsConfig(), labels=LABELS, header=False)
 
 
@@ -325,5 +367,7 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 @pytest.mark.skipif(not (SHARED / "marc" / "test" / "en.csv").exists(), reason="shared MARC data not present")
 def test_real_marc_binary_mapping():
     label_map = {"1": "negative", "2": "negative", "3": None, "4": "positive", "5": "positive"}
-    examples, stats = read_labelled(SHARED / "marc" / "test" / "en.csv", columns=HEADERLESS, labels=LABELS, label_map=label_map)
+    examples, stats = read_labelled(
+        SHARED / "marc" / "test" / "en.csv", columns=HEADERLESS, labels=LABELS, label_map=label_map
+    )
     assert (len(examples), stats.dropped_by_label_map) == (4000, 1000)

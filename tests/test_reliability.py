@@ -25,8 +25,9 @@ def _env() -> dict[str, str]:
 
 def _run(out: Path, *extra: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, str(JOB), str(out), *extra], capture_output=True, text=True,
-                          timeout=300, env=_env())
+    proc = subprocess.run(
+        [sys.executable, str(JOB), str(out), *extra], capture_output=True, text=True, timeout=300, env=_env()
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -41,8 +42,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
     # Step 14 is the 5th batch of epoch 2 (9 batches per epoch); the newest checkpoint is at step 12.
-    child = subprocess.Popen([sys.executable, str(JOB), str(killed), "--pause-at", "14"], env=_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, str(JOB), str(killed), "--pause-at", "14"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     while not (killed / "reached").exists():
         assert child.poll() is None, child.stderr.read().decode()[-2000:]
@@ -74,7 +79,10 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
 def test_resume_without_a_checkpoint_starts_over(tmp_path):
     _run(tmp_path / "a", "--resume")
     _run(tmp_path / "b")
-    a, b = load_file(str(tmp_path / "a" / "final-rank0.safetensors")), load_file(str(tmp_path / "b" / "final-rank0.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "a" / "final-rank0.safetensors")),
+        load_file(str(tmp_path / "b" / "final-rank0.safetensors")),
+    )
     for name in a:
         assert torch.equal(a[name], b[name])  # same seed, same machine: identical
 
@@ -84,8 +92,12 @@ def test_checkpoint_files_load_with_weights_only(tmp_path):
 
     out = tmp_path / "job"
     out.mkdir()
-    child = subprocess.Popen([sys.executable, str(JOB), str(out), "--pause-at", "5"], env=_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, str(JOB), str(out), "--pause-at", "5"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 240
         while not (out / "reached").exists():
@@ -104,8 +116,13 @@ def test_checkpoint_files_load_with_weights_only(tmp_path):
 def test_two_processes_end_with_identical_parameters_and_only_rank0_writes(tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(JOB), str(out)], capture_output=True, text=True, timeout=300, env=_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(JOB), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = load_file(str(out / "final-rank0.safetensors")), load_file(str(out / "final-rank1.safetensors"))
     for name in r0:
@@ -120,9 +137,24 @@ def test_torchrun_cli_runs_the_tiny_config(tmp_path, tiny_raw):
     from conftest import write_config
 
     path = write_config(tmp_path / "tiny.yaml", tiny_raw)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "xdistill", "-q", "run", str(path)], capture_output=True, text=True, timeout=600,
-                          env=_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "xdistill",
+            "-q",
+            "run",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = Path(tiny_raw["run_dir"])
     assert (run / "student" / "config.json").is_file() and (run / "results.json").is_file()

@@ -26,8 +26,9 @@ def _fresh_run(tmp_path: Path, name: str, tiny_raw: dict) -> Path:
     raw = {**tiny_raw, "run_dir": str(tmp_path / name / "run"), "cache_dir": str(tmp_path / name / "cache")}
     path = write_config(tmp_path / f"{name}.yaml", raw)
     env = {**os.environ, "XDISTILL_NO_PROGRESS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "xdistill", "run", str(path)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xdistill", "run", str(path)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return tmp_path / name / "run"
 
@@ -47,8 +48,9 @@ def test_two_fresh_processes_with_one_seed_give_identical_models_and_metrics(tmp
         ra = [json.loads(line) for line in (a / log / "metrics.jsonl").read_text().splitlines()]
         rb = [json.loads(line) for line in (b / log / "metrics.jsonl").read_text().splitlines()]
         assert ra == rb, log
-    assert _quality(json.loads((a / "results.json").read_text())) == \
-        _quality(json.loads((b / "results.json").read_text()))
+    assert _quality(json.loads((a / "results.json").read_text())) == _quality(
+        json.loads((b / "results.json").read_text())
+    )
 
 
 def _copy_demo_data(tmp_path: Path, tiny_raw: dict) -> dict:
@@ -79,8 +81,11 @@ def test_resume_with_changed_settings_names_them_and_never_new_starts_over(tmp_p
     changed = load_config(path, ["train.lr=1e-5"])
     token = RESUME.set(True)
     try:
-        with pytest.raises(XdistillError, match=r"started with other settings \(train\.lr: 0\.001 -> 1e-05\).*"
-                                                r"--resume never"):
+        with pytest.raises(
+            XdistillError,
+            match=r"started with other settings \(train\.lr: 0\.001 -> 1e-05\).*"
+            r"--resume never",
+        ):
             _begin_stage(changed, "student")
         _begin_stage(first, "student")  # the same settings resume
     finally:
@@ -96,9 +101,13 @@ def test_resume_with_changed_settings_names_them_and_never_new_starts_over(tmp_p
 def test_resume_auto_cli_refuses_changed_settings_after_a_kill(tmp_path, tiny_raw):
     path = write_config(tmp_path / "c.yaml", tiny_raw)
     _begin_stage(load_config(path), "teacher")
-    proc = subprocess.run([sys.executable, "-m", "xdistill", "run", str(path), "--resume", "auto",
-                           "--set", "teacher.train.lr=1e-5"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "XDISTILL_NO_PROGRESS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "xdistill", "run", str(path), "--resume", "auto", "--set", "teacher.train.lr=1e-5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "XDISTILL_NO_PROGRESS": "1"},
+    )
     assert proc.returncode == 2
     assert "teacher.train.lr: 0.001 -> 1e-05" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -110,8 +119,13 @@ def test_a_second_process_cannot_write_a_busy_run_folder(tmp_path, tiny_raw):
     with run_folder_lock(cfg):
         with run_folder_lock(cfg):  # re-entrant inside one process (run -> each stage)
             pass
-        proc = subprocess.run([sys.executable, "-m", "xdistill", "run", str(path)], capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "XDISTILL_NO_PROGRESS": "1"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "xdistill", "run", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "XDISTILL_NO_PROGRESS": "1"},
+        )
     assert proc.returncode == 2
     assert f"another xdistill process (pid {os.getpid()}) is writing" in proc.stderr
     assert not stage_done(cfg, "teacher")

@@ -12,8 +12,12 @@ from xdistill.models.student import build_student
 from xdistill.models.tiny import create_random_encoder
 
 CORPUS = [
-    "the lamp is bright and cheap", "la lámpara es muy buena", "这个台灯很好用",
-    "terrible headphones, broke fast", "los auriculares se rompieron", "耳机质量太差了",
+    "the lamp is bright and cheap",
+    "la lámpara es muy buena",
+    "这个台灯很好用",
+    "terrible headphones, broke fast",
+    "los auriculares se rompieron",
+    "耳机质量太差了",
 ] * 5
 
 
@@ -43,13 +47,16 @@ def test_chosen_layers_are_copied(teacher):
     assert info["teacher_layers"] == [0, 3]
     for s_idx, t_idx in ((0, 0), (1, 3)):
         torch.testing.assert_close(
-            student.encoder.layer[s_idx].attention.self.query.weight, model.encoder.layer[t_idx].attention.self.query.weight
+            student.encoder.layer[s_idx].attention.self.query.weight,
+            model.encoder.layer[t_idx].attention.self.query.weight,
         )
 
 
 def test_trimmed_student_is_smaller_and_round_trips_through_from_pretrained(teacher, tmp_path):
     model, tok = teacher
-    full, full_tok, _ = build_student(model, tok, StudentConfig(layers=[0, 3], trim_vocab=False), CORPUS, progress=False)
+    full, full_tok, _ = build_student(
+        model, tok, StudentConfig(layers=[0, 3], trim_vocab=False), CORPUS, progress=False
+    )
     spanish = [t for t in CORPUS[:6] if "la" in t or "los" in t]
     small, small_tok, info = build_student(model, tok, StudentConfig(layers=[0, 3]), spanish, progress=False)
     assert info["vocab_after"] < info["vocab_before"]
@@ -67,13 +74,19 @@ def test_random_student_has_the_configured_shape(teacher):
     model, tok = teacher
     cfg = StudentConfig(init="random", num_layers=2, hidden_size=16, num_heads=2, ffn_size=32)
     student, s_tok, _ = build_student(model, tok, cfg, CORPUS, progress=False)
-    assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.intermediate_size) == (2, 16, 32)
+    assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.intermediate_size) == (
+        2,
+        16,
+        32,
+    )
     assert student.get_input_embeddings().weight.shape == (len(s_tok), 16)
 
 
 def test_layer_out_of_range_is_a_clear_error(teacher):
     model, tok = teacher
-    with pytest.raises(ModelError, match=r"student.layers \[0, 9\] names layer\(s\) \[9\], but the teacher has 4 layers"):
+    with pytest.raises(
+        ModelError, match=r"student.layers \[0, 9\] names layer\(s\) \[9\], but the teacher has 4 layers"
+    ):
         build_student(model, tok, StudentConfig(layers=[0, 9], trim_vocab=False), CORPUS, progress=False)
 
 

@@ -23,7 +23,7 @@ from xdistill.models.translators import CommandTranslator, command_argv
 
 WORDS = "the a cat dog sees likes big small red house car man woman eats fish bread and runs".split()
 
-TRANSLATOR = r'''
+TRANSLATOR = r"""
 import sys
 if len(sys.argv) > 1:  # count the calls
     open(sys.argv[1], "a").write("x")
@@ -31,7 +31,7 @@ for line in sys.stdin:
     words = line.split()
     sys.stdout.write(" ".join(w[::-1] + "o" for w in words) + "\n")
     sys.stdout.flush()
-'''
+"""
 
 
 def fake_translate(sentence: str) -> str:
@@ -70,13 +70,25 @@ def mt_raw(tmp_path: Path, mt_data: dict, **teacher) -> dict:
         "task": "translation",
         "run_dir": str(tmp_path / "run"),
         "cache_dir": str(tmp_path / "cache"),
-        "data": {"dir": str(mt_data["dir"]), "source_lang": "en", "target_langs": ["xx"],
-                 "parallel": [{"path": "train.tsv", "lang": "xx"}]},
+        "data": {
+            "dir": str(mt_data["dir"]),
+            "source_lang": "en",
+            "target_langs": ["xx"],
+            "parallel": [{"path": "train.tsv", "lang": "xx"}],
+        },
         "teacher": teacher or {"command": mt_data["command"]},
-        "mt": {"monolingual": [{"path": "mono.txt"}],
-               "eval": [{"path": "test.en", "target_path": "test.xx", "lang": "xx", "name": "toy"}],
-               "dev_pairs": 20, "vocab_size": 120, "max_length": 24, "teacher_beam": 1, "eval_beam": 2,
-               "command_batch_size": 64, "student": tiny, "teacher_model": {**tiny, "d_model": 48}},
+        "mt": {
+            "monolingual": [{"path": "mono.txt"}],
+            "eval": [{"path": "test.en", "target_path": "test.xx", "lang": "xx", "name": "toy"}],
+            "dev_pairs": 20,
+            "vocab_size": 120,
+            "max_length": 24,
+            "teacher_beam": 1,
+            "eval_beam": 2,
+            "command_batch_size": 64,
+            "student": tiny,
+            "teacher_model": {**tiny, "d_model": 48},
+        },
         "train": {"epochs": 2, "batch_size": 16, "lr": 3e-3, "warmup_ratio": 0.1},
         "evaluate": {"repeats": 1, "speed": False},
     }
@@ -95,12 +107,18 @@ def test_command_translator_batches_and_keeps_order(mt_data):
     assert teacher.translate(sources) == [fake_translate(s) for s in sources]
 
 
-@pytest.mark.parametrize("script, message", [
-    ("import sys; lines = sys.stdin.read().splitlines(); print('\\n'.join(lines[:-1]))", r"sent 3 lines, got 2 back"),
-    ("import sys; sys.stderr.write('no model loaded'); sys.exit(3)", r"exited with code 3.*no model loaded"),
-    ("import time; time.sleep(5)", r"no answer within 0.5 s; raise mt.command_timeout_s"),
-    ("import sys; sys.stdout.buffer.write(b'\\xff\\n\\n\\n')", r"not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "script, message",
+    [
+        (
+            "import sys; lines = sys.stdin.read().splitlines(); print('\\n'.join(lines[:-1]))",
+            r"sent 3 lines, got 2 back",
+        ),
+        ("import sys; sys.stderr.write('no model loaded'); sys.exit(3)", r"exited with code 3.*no model loaded"),
+        ("import time; time.sleep(5)", r"no answer within 0.5 s; raise mt.command_timeout_s"),
+        ("import sys; sys.stdout.buffer.write(b'\\xff\\n\\n\\n')", r"not UTF-8"),
+    ],
+)
 def test_command_translator_failures_name_the_lines_and_the_fix(tmp_path, script, message):
     path = tmp_path / "bad.py"
     path.write_text(script, encoding="utf-8")
@@ -113,23 +131,30 @@ def test_command_translator_failures_name_the_lines_and_the_fix(tmp_path, script
 def test_missing_command_says_so():
     with pytest.raises(XdistillError, match="command not found"):
         CommandTranslator("xdistill-no-such-translator-cmd").translate(["a"])
-    with pytest.raises(XdistillError, match=re.escape(
+    with pytest.raises(
+        XdistillError,
+        match=re.escape(
             "teacher.command 'xdistill-no-such-translator-cmd -u' on input lines 1-1: command not found: "
-            "xdistill-no-such-translator-cmd; install it or fix teacher.command")):
+            "xdistill-no-such-translator-cmd; install it or fix teacher.command"
+        ),
+    ):
         CommandTranslator("xdistill-no-such-translator-cmd -u").translate(["a"])
 
 
-@pytest.mark.parametrize("command, argv", [
-    ("apertium -u eng-spa", ["apertium", "-u", "eng-spa"]),
-    ('python3 "my translator.py" --to es', ["python3", "my translator.py", "--to", "es"]),
-    ("apertium -u eng-spa | sed s/x/y/", None),
-    ("apertium eng-spa > out.txt", None),
-    ("$HOME/bin/translate", None),
-    ("translate; rm x", None),
-    ("cd models && ./run", None),
-    ("LANG=C apertium eng-spa", None),
-    ("translate 'unclosed", None),
-])
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("apertium -u eng-spa", ["apertium", "-u", "eng-spa"]),
+        ('python3 "my translator.py" --to es', ["python3", "my translator.py", "--to", "es"]),
+        ("apertium -u eng-spa | sed s/x/y/", None),
+        ("apertium eng-spa > out.txt", None),
+        ("$HOME/bin/translate", None),
+        ("translate; rm x", None),
+        ("cd models && ./run", None),
+        ("LANG=C apertium eng-spa", None),
+        ("translate 'unclosed", None),
+    ],
+)
 def test_command_argv_keeps_the_shell_only_for_shell_syntax(command, argv):
     assert command_argv(command) == argv
 
@@ -154,13 +179,19 @@ def test_plain_command_runs_without_a_shell(mt_data, monkeypatch):
 # --- config ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"data": {"target_langs": ["xx", "yy"]}}, r"exactly one language"),
-    ({"teacher": {"command": "cat", "path": "somewhere"}}, r"both set"),
-    ({"mt": {"word_kd_weight": 0.5}}, r"needs a white-box teacher"),
-    ({"mt": {"eval": [{"path": "test.en", "target_path": "test.xx", "lang": "es"}]}}, r"has lang 'es' but the run translates en -> xx"),
-    ({"train": {"select_metric": "macro_f1"}}, r"train.select_metric must be chrf or bleu"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"data": {"target_langs": ["xx", "yy"]}}, r"exactly one language"),
+        ({"teacher": {"command": "cat", "path": "somewhere"}}, r"both set"),
+        ({"mt": {"word_kd_weight": 0.5}}, r"needs a white-box teacher"),
+        (
+            {"mt": {"eval": [{"path": "test.en", "target_path": "test.xx", "lang": "es"}]}},
+            r"has lang 'es' but the run translates en -> xx",
+        ),
+        ({"train": {"select_metric": "macro_f1"}}, r"train.select_metric must be chrf or bleu"),
+    ],
+)
 def test_translation_config_errors_name_the_flag(tmp_path, mt_data, change, message):
     raw = mt_raw(tmp_path, mt_data)
     for section, values in change.items():
@@ -240,7 +271,9 @@ def test_trained_teacher_then_word_and_sequence_kd(tmp_path, mt_data, separate_v
     assert results["models"]["teacher"]["params_total"] > results["models"]["student"]["params_total"]
     assert (run / "student" / "target_vocab.json").is_file() == separate_vocabs
     if separate_vocabs:
-        assert (run / "student" / "target_vocab.json").read_bytes() == (run / "teacher" / "target_vocab.json").read_bytes()
+        assert (run / "student" / "target_vocab.json").read_bytes() == (
+            run / "teacher" / "target_vocab.json"
+        ).read_bytes()
 
 
 @pytest.mark.slow
@@ -259,10 +292,17 @@ def test_translate_cli_keeps_line_alignment(tmp_path, mt_data):
     from xdistill.models.seq2seq import build_marian, save_translator, train_tokenizer
 
     tok = train_tokenizer(mt_data["test"] + [fake_translate(s) for s in mt_data["test"]], 100, 32)
-    model = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 32)
+    model = build_marian(
+        Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 32
+    )
     folder = save_translator(model, tok, tmp_path / "m", {})
-    proc = subprocess.run([sys.executable, "-m", "xdistill", "-q", "translate", "--model", str(folder), "--beam", "2"],
-                          input="the cat\n\nthe dog runs\n", capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xdistill", "-q", "translate", "--model", str(folder), "--beam", "2"],
+        input="the cat\n\nthe dog runs\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
@@ -272,8 +312,13 @@ def test_translate_cli_rejects_a_classifier_folder(tmp_path):
     from xdistill.models.tiny import create_random_encoder
 
     folder = create_random_encoder(tmp_path / "enc", ["a small text", "another one"])
-    proc = subprocess.run([sys.executable, "-m", "xdistill", "translate", "--model", str(folder)],
-                          input="a\n", capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xdistill", "translate", "--model", str(folder)],
+        input="a\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "is an xdistill encoder model, not a translation (seq2seq) model" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -315,24 +360,35 @@ def test_warm_started_teacher_and_word_kd_student_share_the_vocabulary(tmp_path,
     corpus = mt_data["test"] + [fake_translate(s) for s in mt_data["test"]]
     bert_dir = str(create_random_encoder(tmp_path / "bert", corpus))
     raw = mt_raw(tmp_path, mt_data, train={"epochs": 1, "batch_size": 16, "lr": 3e-3})
-    raw["mt"]["teacher_model"] = {"init_encoder": bert_dir, "freeze_encoder": True, "decoder_layers": 1,
-                                  "heads": 2, "ffn_size": 32}
+    raw["mt"]["teacher_model"] = {
+        "init_encoder": bert_dir,
+        "freeze_encoder": True,
+        "decoder_layers": 1,
+        "heads": 2,
+        "ffn_size": 32,
+    }
     raw["mt"]["student"] = {"init_encoder": bert_dir, "encoder_layer_ids": [0], "decoder_layer_ids": [0]}
     raw["mt"]["word_kd_weight"] = 0.5
     results = run_all(_config(raw), progress=False, echo=lambda _: None)
     run = Path(raw["run_dir"])
-    teacher_tok, student_tok = AutoTokenizer.from_pretrained(run / "teacher"), AutoTokenizer.from_pretrained(run / "student")
+    teacher_tok, student_tok = (
+        AutoTokenizer.from_pretrained(run / "teacher"),
+        AutoTokenizer.from_pretrained(run / "student"),
+    )
     assert teacher_tok.get_vocab() == student_tok.get_vocab()
     assert results["models"]["teacher"]["params_total"] > results["models"]["student"]["params_total"]
     config = json.loads((run / "student" / "config.json").read_text())
     assert config["model_type"] == "bart" and config["encoder_layers"] == 1
 
 
-@pytest.mark.parametrize("arch, message", [
-    ({"freeze_encoder": True}, r"need init_encoder"),
-    ({"init_encoder": "BERT", "encoder_layer_ids": [7]}, r"encoder_layer_ids \[7\]: .* has layers 0\.\.3"),
-    ({"init_encoder": "nowhere"}, r"nowhere is not a model folder .* models import e5-small"),
-])
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        ({"freeze_encoder": True}, r"need init_encoder"),
+        ({"init_encoder": "BERT", "encoder_layer_ids": [7]}, r"encoder_layer_ids \[7\]: .* has layers 0\.\.3"),
+        ({"init_encoder": "nowhere"}, r"nowhere is not a model folder .* models import e5-small"),
+    ],
+)
 def test_warm_start_errors_say_what_to_fix(tmp_path, mt_data, arch, message):
     from xdistill.config import Seq2SeqArchConfig
     from xdistill.errors import ModelError
@@ -371,6 +427,7 @@ def test_per_side_vocabularies_end_to_end(tmp_path, mt_data):
     assert model.lm_head.out_features == len(target_vocab) == len(source_vocab)  # levelled: one pad id
     for vocab in (source_vocab, target_vocab):
         assert vocab["</s>"] == 0 and vocab["<unk>"] == 1 and vocab["<pad>"] == len(vocab) - 1
+
     # Each side's pieces come from its own text: the made-up language's words end in "o", English ones rarely.
     def real(vocab: dict[str, int]) -> set[str]:
         return {p for p in vocab if not p.startswith("<")}
@@ -385,8 +442,11 @@ def test_per_side_vocabularies_need_a_model_built_from_scratch(tmp_path, mt_data
     raw = mt_raw(tmp_path, mt_data)
     raw["mt"]["separate_vocabs"] = True
     raw["mt"]["student"] = {"init_encoder": "models/e5-small", "encoder_layer_ids": [0]}
-    with pytest.raises(ConfigError, match=r"mt\.separate_vocabs needs models built from scratch, but "
-                                          r"mt\.student\.init_encoder is 'models/e5-small'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mt\.separate_vocabs needs models built from scratch, but "
+        r"mt\.student\.init_encoder is 'models/e5-small'",
+    ):
         _config(raw)
 
 
@@ -394,8 +454,11 @@ def test_per_side_vocabulary_too_small_for_the_script_says_what_to_raise():
     from xdistill.models.seq2seq import train_per_side_tokenizer
 
     chinese = ["".join(chr(0x4E00 + (7 * i + j) % 400) for j in range(12)) for i in range(200)]
-    with pytest.raises(XdistillError, match=r"could not train the target-side vocabulary with mt\.vocab_size 100: "
-                                            r".*raise mt\.vocab_size or use one joint vocabulary"):
+    with pytest.raises(
+        XdistillError,
+        match=r"could not train the target-side vocabulary with mt\.vocab_size 100: "
+        r".*raise mt\.vocab_size or use one joint vocabulary",
+    ):
         train_per_side_tokenizer(["the cat sees the dog"] * 50, chinese, 100, 32)
 
 
@@ -406,12 +469,17 @@ def test_per_side_model_refuses_ctranslate2_and_keeps_an_earlier_export(tmp_path
     from xdistill.models.seq2seq import build_marian, save_translator, train_per_side_tokenizer
 
     tok = train_per_side_tokenizer(["the cat sees the dog", "a red car"] * 30, ["ehto tac", "a der rac"] * 30, 100, 24)
-    model = build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 24)
+    model = build_marian(
+        Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 24
+    )
     folder = save_translator(model, tok, tmp_path / "m", {"max_length": 24})
     out = tmp_path / "ct2"
     out.mkdir()
     (out / "keep.txt").write_text("earlier export")
-    with pytest.raises(ModelError, match=r"one vocabulary per side \(mt\.separate_vocabs\); CTranslate2's converter "
-                                         r"writes a single shared vocabulary"):
+    with pytest.raises(
+        ModelError,
+        match=r"one vocabulary per side \(mt\.separate_vocabs\); CTranslate2's converter "
+        r"writes a single shared vocabulary",
+    ):
         export_model(folder, "ctranslate2", out)
     assert (out / "keep.txt").read_text() == "earlier export"

@@ -55,9 +55,7 @@ def _unigram_backend() -> Tokenizer:
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=300, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False
-    )
+    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False)
     tok.train_from_iterator(ALL_TEXT, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",

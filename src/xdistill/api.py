@@ -46,8 +46,14 @@ def _resuming(resume: bool) -> Iterator[None]:
         RESUME.reset(token)
 
 
-def run(config: Config, *, force: bool = False, resume: bool = False, progress: bool = True,
-        echo: Callable[[str], None] = print) -> Any:
+def run(
+    config: Config,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Any:
     """All stages (teacher, student, evaluate), skipping those already done for these settings.
 
     ``resume=True`` continues the newest checkpoint of an interrupted stage (refused, naming the
@@ -56,15 +62,27 @@ def run(config: Config, *, force: bool = False, resume: bool = False, progress: 
         return run_all(_config(config), force=force, progress=progress, echo=echo)
 
 
-def train_teacher(config: Config, *, force: bool = False, resume: bool = False, progress: bool = True,
-                  echo: Callable[[str], None] = print) -> Any:
+def train_teacher(
+    config: Config,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Any:
     """Fine-tune (classification) or train (translation) the teacher into ``RUN_DIR/teacher``."""
     with _resuming(resume):
         return run_stage(_config(config), "teacher", force=force, progress=progress, echo=echo)
 
 
-def distill(config: Config, *, force: bool = False, resume: bool = False, progress: bool = True,
-            echo: Callable[[str], None] = print) -> Any:
+def distill(
+    config: Config,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Any:
     """Distil the student into ``RUN_DIR/student``; returns the fit result (steps, best dev score)."""
     with _resuming(resume):
         return run_stage(_config(config), "student", force=force, progress=progress, echo=echo)
@@ -81,10 +99,24 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
     return _load_model(folder, threads=threads)
 
 
-def export(model_dir: str | Path, format: str, out: str | Path, *, quantize: str | None = None,
-           eval_config: str | Path | None = None, max_drop: float = 0.5, overwrite: bool = False) -> ExportResult:
+def export(
+    model_dir: str | Path,
+    format: str,
+    out: str | Path,
+    *,
+    quantize: str | None = None,
+    eval_config: str | Path | None = None,
+    max_drop: float = 0.5,
+    overwrite: bool = False,
+) -> ExportResult:
     """ONNX (classifiers, sentence encoders) or CTranslate2 (translation), with a parity check and,
     given ``eval_config``, a dev-accuracy gate."""
-    return export_model(Path(model_dir), format, Path(out), quantize=quantize,
-                        eval_config=Path(eval_config) if eval_config else None, max_drop=max_drop,
-                        overwrite=overwrite)
+    return export_model(
+        Path(model_dir),
+        format,
+        Path(out),
+        quantize=quantize,
+        eval_config=Path(eval_config) if eval_config else None,
+        max_drop=max_drop,
+        overwrite=overwrite,
+    )

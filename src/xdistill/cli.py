@@ -42,8 +42,12 @@ class Resume(str, Enum):
     never = "never"
 
 
-ResumeOpt = typer.Option(Resume.never, "--resume", help="auto: continue the newest complete checkpoint of an "
-                         "interrupted run (refused if it was started with other settings); never: start over.")
+ResumeOpt = typer.Option(
+    Resume.never,
+    "--resume",
+    help="auto: continue the newest complete checkpoint of an "
+    "interrupted run (refused if it was started with other settings); never: start over.",
+)
 
 
 def _version(value: bool) -> None:
@@ -91,42 +95,58 @@ def models_import(
 
 
 @teacher_app.command("train")
-def teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
-                  resume: Resume = ResumeOpt) -> None:
+def teacher_train(
+    config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt, resume: Resume = ResumeOpt
+) -> None:
     """Fine-tune the teacher on the source-language labels (saved to RUN_DIR/teacher)."""
     from . import api
 
-    api.train_teacher(_load(config, set_), force=force, resume=resume is Resume.auto, progress=_state["progress"],
-                      echo=typer.echo)
+    api.train_teacher(
+        _load(config, set_), force=force, resume=resume is Resume.auto, progress=_state["progress"], echo=typer.echo
+    )
 
 
 @mt_teacher_app.command("train")
-def translate_teacher_train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
-                            resume: Resume = ResumeOpt) -> None:
+def translate_teacher_train(
+    config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt, resume: Resume = ResumeOpt
+) -> None:
     """Train the Marian-style translation teacher of mt.teacher_model on data.parallel (RUN_DIR/teacher)."""
     from . import api
 
     cfg = _load(config, set_)
     if cfg.task != "translation":
-        raise XdistillError(f"{config} has task {cfg.task!r}; translate-teacher is for task: translation "
-                            "(use `xdistill teacher train` for classification)")
+        raise XdistillError(
+            f"{config} has task {cfg.task!r}; translate-teacher is for task: translation "
+            "(use `xdistill teacher train` for classification)"
+        )
     api.train_teacher(cfg, force=force, resume=resume is Resume.auto, progress=_state["progress"], echo=typer.echo)
 
 
 @app.command()
 def translate(
-    model: Path = typer.Option(..., "--model", "-m", help="A translation model folder (an xdistill student or any HF seq2seq model)."),
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="A translation model folder (an xdistill student or any HF seq2seq model)."
+    ),
     beam: int = typer.Option(4, "--beam", min=1, help="Beam size (1 = greedy)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sentences per batch."),
     max_length: int = typer.Option(256, "--max-length", min=8, help="Longest input/output in tokens."),
     length_ratio: Optional[float] = typer.Option(
-        None, "--length-ratio", min=0.1, help="Output bound: at most RATIO x the longest source in a batch + --length-extra "
-        "tokens (default: the model's saved decoding settings, else 1.5)."),
+        None,
+        "--length-ratio",
+        min=0.1,
+        help="Output bound: at most RATIO x the longest source in a batch + --length-extra "
+        "tokens (default: the model's saved decoding settings, else 1.5).",
+    ),
     length_extra: Optional[int] = typer.Option(None, "--length-extra", min=0, help="See --length-ratio (default 10)."),
     no_repeat_ngram_size: Optional[int] = typer.Option(
-        None, "--no-repeat-ngram-size", min=0, help="No n-gram of this size twice in an output (0 = off; default: "
-        "the model's saved setting)."),
-    input_: Optional[Path] = typer.Option(None, "--input", "-i", help="Source file, one sentence per line (default: stdin)."),
+        None,
+        "--no-repeat-ngram-size",
+        min=0,
+        help="No n-gram of this size twice in an output (0 = off; default: the model's saved setting).",
+    ),
+    input_: Optional[Path] = typer.Option(
+        None, "--input", "-i", help="Source file, one sentence per line (default: stdin)."
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where translations go (default: stdout)."),
 ) -> None:
     """Translate lines (stdin or --input) to lines (stdout or --output), batched."""
@@ -135,8 +155,15 @@ def translate(
     from .io_utils import atomic_write_text
     from .models.translators import Seq2SeqTranslator, one_line, saved_decoding
 
-    overrides = {k: v for k, v in {"length_ratio": length_ratio, "length_extra": length_extra,
-                                   "no_repeat_ngram_size": no_repeat_ngram_size}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "length_ratio": length_ratio,
+            "length_extra": length_extra,
+            "no_repeat_ngram_size": no_repeat_ngram_size,
+        }.items()
+        if v is not None
+    }
     translator = Seq2SeqTranslator(model, max_length=max_length, decoding=replace(saved_decoding(model), **overrides))
     raw = input_.read_text(encoding="utf-8") if input_ else sys.stdin.read()
     lines = raw.split("\n")
@@ -144,8 +171,13 @@ def translate(
         lines.pop()
     # Empty lines stay empty (line N of the output is always the translation of line N).
     todo = [i for i, line in enumerate(lines) if line.strip()]
-    hyps = translator.translate([one_line(lines[i]) for i in todo], beam=beam, batch_size=batch_size,
-                                progress=_state["progress"], desc="translate")
+    hyps = translator.translate(
+        [one_line(lines[i]) for i in todo],
+        beam=beam,
+        batch_size=batch_size,
+        progress=_state["progress"],
+        desc="translate",
+    )
     out = [""] * len(lines)
     for i, hyp in zip(todo, hyps):
         out[i] = hyp
@@ -159,15 +191,28 @@ def translate(
 @app.command()
 def export(
     model_dir: Path = typer.Argument(..., help="A trained model folder (a run's student/ or teacher/)."),
-    format_: str = typer.Option(..., "--format", "-f", help="onnx (classifiers, sentence encoders) or ctranslate2 (translation)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export to (a new or empty folder, or an "
-                             "earlier export, which is replaced only if every check passes)."),
+    format_: str = typer.Option(
+        ..., "--format", "-f", help="onnx (classifiers, sentence encoders) or ctranslate2 (translation)."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Folder to write the export to (a new or empty folder, or an "
+        "earlier export, which is replaced only if every check passes).",
+    ),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (dynamic quantization)."),
-    eval_config: Optional[Path] = typer.Option(None, "--eval-config", help="Run config whose dev data gates the export."),
+    eval_config: Optional[Path] = typer.Option(
+        None, "--eval-config", help="Run config whose dev data gates the export."
+    ),
     max_drop: float = typer.Option(0.5, "--max-drop", min=0.0, help="Allowed loss in accuracy / chrF points."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Also write into a --out folder that holds other files: "
-                                   "the export goes next to them; files xdistill did not write are never deleted or "
-                                   "replaced (the export stops if one has a name it needs, e.g. config.json)."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Also write into a --out folder that holds other files: "
+        "the export goes next to them; files xdistill did not write are never deleted or "
+        "replaced (the export stops if one has a name it needs, e.g. config.json).",
+    ),
 ) -> None:
     """Export for serving, with a parity check against PyTorch and, with --eval-config, an accuracy gate.
 
@@ -176,21 +221,28 @@ def export(
     """
     from .export.exporter import export_model
 
-    result = export_model(model_dir, format_, out, quantize=quantize, eval_config=eval_config, max_drop=max_drop,
-                          overwrite=overwrite)
-    typer.echo(f"exported {result.kind} model to {result.folder} ({result.format}"
-               f"{', ' + result.quantize if result.quantize else ''}, {result.disk_mb:.1f} MB)")
+    result = export_model(
+        model_dir, format_, out, quantize=quantize, eval_config=eval_config, max_drop=max_drop, overwrite=overwrite
+    )
+    typer.echo(
+        f"exported {result.kind} model to {result.folder} ({result.format}"
+        f"{', ' + result.quantize if result.quantize else ''}, {result.disk_mb:.1f} MB)"
+    )
     typer.echo(f"parity: {result.parity}")
     if result.gate:
         g = result.gate
-        typer.echo(f"accuracy gate: {g['metric']} {g['reference']:.2f} -> {g['exported']:.2f} "
-                   f"(drop {g['drop']:.2f} <= {g['max_drop']:g}): passed")
+        typer.echo(
+            f"accuracy gate: {g['metric']} {g['reference']:.2f} -> {g['exported']:.2f} "
+            f"(drop {g['drop']:.2f} <= {g['max_drop']:g}): passed"
+        )
 
 
 @app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="A model folder, PyTorch or exported."),
-    input_: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL with a \"text\" field per line (default: stdin)."),
+    input_: Optional[Path] = typer.Option(
+        None, "--input", "-i", help='JSONL with a "text" field per line (default: stdin).'
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSONL to write (default: stdout)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per batch."),
     beam: int = typer.Option(4, "--beam", min=1, help="Beam size (translation models)."),
@@ -218,13 +270,15 @@ def serve(
 
     from .serve import create_app
 
-    uvicorn.run(create_app(model_dir, max_batch=max_batch, max_chars=max_chars), host=host, port=port,
-                log_level="warning")
+    uvicorn.run(
+        create_app(model_dir, max_batch=max_batch, max_chars=max_chars), host=host, port=port, log_level="warning"
+    )
 
 
 @app.command()
-def distill(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt,
-            resume: Resume = ResumeOpt) -> None:
+def distill(
+    config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, force: bool = ForceOpt, resume: Resume = ResumeOpt
+) -> None:
     """Distil a small student for the target languages (saved to RUN_DIR/student)."""
     from . import api
 
@@ -251,8 +305,9 @@ def run(
     """All stages (teacher, student, evaluate), skipping those already done for these settings."""
     from . import api
 
-    api.run(_load(config, set_), force=force, resume=resume is Resume.auto, progress=_state["progress"],
-            echo=typer.echo)
+    api.run(
+        _load(config, set_), force=force, resume=resume is Resume.auto, progress=_state["progress"], echo=typer.echo
+    )
 
 
 @app.command()
@@ -283,7 +338,9 @@ def bench_marc(
     row: Optional[list[MarcRow]] = typer.Option(None, "--row", help="Only these student rows (repeatable)."),
     work_dir: Path = typer.Option(Path("runs/bench-marc"), "--work-dir", help="Models and caches of the runs."),
     teacher: Path = typer.Option(Path("models/e5-small"), "--teacher", help="The e5 folder (imported if missing)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Student-side override for every row, e.g. student.layers=[0,1]."),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="Student-side override for every row, e.g. student.layers=[0,1]."
+    ),
 ) -> None:
     """MARC en -> es/zh: teacher, no-KD student and distilled students in all transfer settings."""
     from .bench.marc import markdown_table, run_benchmark
@@ -292,9 +349,19 @@ def bench_marc(
     row = [r.value for r in row] if row else None
     out = out or Path("bench/results") / ("marc-quick.json" if quick else "marc.json")
     work = work_dir / ("quick" if quick else "full")
-    results = run_benchmark(data_dir=data_dir, out=out, work_dir=work, teacher_path=teacher, seeds=seeds,
-                            quick=quick, variants=variant, rows=row, progress=_state["progress"], echo=typer.echo,
-                            overrides=set_ or [])
+    results = run_benchmark(
+        data_dir=data_dir,
+        out=out,
+        work_dir=work,
+        teacher_path=teacher,
+        seeds=seeds,
+        quick=quick,
+        variants=variant,
+        rows=row,
+        progress=_state["progress"],
+        echo=typer.echo,
+        overrides=set_ or [],
+    )
     _bench_written(markdown_table(results), out)
 
 
@@ -305,29 +372,49 @@ def bench_embed(
     config: Path = typer.Option(Path("configs/embed-minilm-to-xx.yaml"), "--config", help="The recipe to benchmark."),
     out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/embed[-quick].json)."),
     work_dir: Path = typer.Option(Path("runs/bench-embed"), "--work-dir", help="Models and caches of the run."),
-    e5: Path = typer.Option(Path("models/e5-small"), "--e5", help="The e5 folder: student base and reference (imported if missing)."),
+    e5: Path = typer.Option(
+        Path("models/e5-small"), "--e5", help="The e5 folder: student base and reference (imported if missing)."
+    ),
 ) -> None:
     """Sentence embeddings: English-only MiniLM teacher -> en/es/zh student, against multilingual-e5-small."""
     from .bench.embed import markdown_table, run_benchmark
 
     out = out or Path("bench/results") / ("embed-quick.json" if quick else "embed.json")
-    bench = run_benchmark(config=config, data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"),
-                          e5_path=e5, quick=quick, progress=_state["progress"], echo=typer.echo)
+    bench = run_benchmark(
+        config=config,
+        data_dir=data_dir,
+        out=out,
+        work_dir=work_dir / ("quick" if quick else "full"),
+        e5_path=e5,
+        quick=quick,
+        progress=_state["progress"],
+        echo=typer.echo,
+    )
     _bench_written(markdown_table(bench), out)
 
 
 @bench_app.command("mt")
 def bench_mt(
-    data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding flores200/, wmt_newstest/, ..."),
+    data_dir: Path = typer.Option(
+        Path("../shared/data"), "--data-dir", help="Folder holding flores200/, wmt_newstest/, ..."
+    ),
     quick: bool = typer.Option(False, "--quick", help="Capped data and epochs (a smoke run; numbers are worse)."),
     pair: list[Pair] = typer.Option([Pair.en_es, Pair.en_zh], "--pair", help="Language pair (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/mt[-quick].json)."),
     work_dir: Path = typer.Option(Path("runs/bench-mt"), "--work-dir", help="Models and caches of the runs."),
-    skip: Optional[list[MtRow]] = typer.Option(None, "--skip", help="Leave out a student row, e.g. student-seqkd-wordkd "
-                                                                  "(repeatable; a later run without it adds the row, "
-                                                                  "reusing every finished stage)."),
-    speed: bool = typer.Option(True, "--speed/--no-speed", help="--no-speed: scores only (e.g. while another job "
-                               "shares the CPU); a later run with --speed times the models, reusing the training."),
+    skip: Optional[list[MtRow]] = typer.Option(
+        None,
+        "--skip",
+        help="Leave out a student row, e.g. student-seqkd-wordkd "
+        "(repeatable; a later run without it adds the row, "
+        "reusing every finished stage).",
+    ),
+    speed: bool = typer.Option(
+        True,
+        "--speed/--no-speed",
+        help="--no-speed: scores only (e.g. while another job "
+        "shares the CPU); a later run with --speed times the models, reusing the training.",
+    ),
 ) -> None:
     """Translation: Apertium -> en-es student, trained teacher -> en-zh students, against reference-trained students."""
     from .bench.mt import VARIANTS, markdown_table, run_benchmark
@@ -337,10 +424,21 @@ def bench_mt(
     known = {v for p in pair for v in VARIANTS[p]}
     bad = [v for v in skip if v not in known]
     if bad:
-        raise XdistillError(f"--skip {bad}: not a row of --pair {', '.join(pair)}; its rows are {', '.join(sorted(known))}")
+        raise XdistillError(
+            f"--skip {bad}: not a row of --pair {', '.join(pair)}; its rows are {', '.join(sorted(known))}"
+        )
     out = out or Path("bench/results") / ("mt-quick.json" if quick else "mt.json")
-    results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir / ("quick" if quick else "full"), pairs=pair,
-                            quick=quick, skip=skip or [], speed=speed, progress=_state["progress"], echo=typer.echo)
+    results = run_benchmark(
+        data_dir=data_dir,
+        out=out,
+        work_dir=work_dir / ("quick" if quick else "full"),
+        pairs=pair,
+        quick=quick,
+        skip=skip or [],
+        speed=speed,
+        progress=_state["progress"],
+        echo=typer.echo,
+    )
     _bench_written(markdown_table(results), out)
 
 
@@ -348,15 +446,26 @@ def bench_mt(
 def bench_export(
     data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding marc/ and flores200/."),
     quick: bool = typer.Option(False, "--quick", help="1,000 test reviews per language, 10 s load test."),
-    marc_student: Path = typer.Option(Path("runs/bench-marc/full/binary/student-unsupervised/seed13/student"),
-                                      "--marc-student", help="The classifier to export (default: bench marc's)."),
-    marc_teacher: Path = typer.Option(Path("runs/bench-marc/full/binary/teacher-run/teacher"), "--marc-teacher",
-                                      help="Its teacher (for the disk-size ratio)."),
-    mt: Optional[list[str]] = typer.Option(None, "--mt", help="PAIR=FOLDER of a translation student, e.g. en-es=runs/x/student."),
-    out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/export[-quick].json)."),
+    marc_student: Path = typer.Option(
+        Path("runs/bench-marc/full/binary/student-unsupervised/seed13/student"),
+        "--marc-student",
+        help="The classifier to export (default: bench marc's).",
+    ),
+    marc_teacher: Path = typer.Option(
+        Path("runs/bench-marc/full/binary/teacher-run/teacher"),
+        "--marc-teacher",
+        help="Its teacher (for the disk-size ratio).",
+    ),
+    mt: Optional[list[str]] = typer.Option(
+        None, "--mt", help="PAIR=FOLDER of a translation student, e.g. en-es=runs/x/student."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="JSON to write (default bench/results/export[-quick].json)."
+    ),
     work_dir: Path = typer.Option(Path("runs/bench-export"), "--work-dir", help="Where the exports are written."),
-    mt_only: bool = typer.Option(False, "--mt-only", help="Measure only the --mt students; keep the MARC rows and "
-                                                          "load test already in --out."),
+    mt_only: bool = typer.Option(
+        False, "--mt-only", help="Measure only the --mt students; keep the MARC rows and load test already in --out."
+    ),
 ) -> None:
     """fp32 vs ONNX vs ONNX int8 (vs CTranslate2 int8): accuracy, size, speed; and a load test of serve."""
     from .bench.export import markdown_table, run_benchmark
@@ -368,9 +477,18 @@ def bench_export(
             raise XdistillError(f"--mt {item!r}: expected en-es=FOLDER or en-zh=FOLDER")
         students[pair] = Path(folder)
     out = out or Path("bench/results") / ("export-quick.json" if quick else "export.json")
-    results = run_benchmark(data_dir=data_dir, out=out, work_dir=work_dir, marc_student=marc_student,
-                            marc_teacher=marc_teacher, mt_students=students, quick=quick, mt_only=mt_only,
-                            seconds=10.0 if quick else 30.0, echo=typer.echo)
+    results = run_benchmark(
+        data_dir=data_dir,
+        out=out,
+        work_dir=work_dir,
+        marc_student=marc_student,
+        marc_teacher=marc_teacher,
+        mt_students=students,
+        quick=quick,
+        mt_only=mt_only,
+        seconds=10.0 if quick else 30.0,
+        echo=typer.echo,
+    )
     _bench_written(markdown_table(results), out)
 
 

@@ -191,8 +191,10 @@ class TrainConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.checkpoint_every is None or self.checkpoint_every > 0,
-               f"train.checkpoint_every must be > 0 or null, got {self.checkpoint_every}")
+        _check(
+            self.checkpoint_every is None or self.checkpoint_every > 0,
+            f"train.checkpoint_every must be > 0 or null, got {self.checkpoint_every}",
+        )
         _check(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
         _check(self.batch_size > 0, f"train.batch_size must be > 0, got {self.batch_size}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
@@ -377,8 +379,10 @@ class ProbeConfig:
         _check(bool(self.test), "embed.probe.test needs at least one file, e.g. {en: ..., es: ...}")
         _check(len(self.labels) >= 2, "embed.probe.labels needs at least two label names")
         for raw, name in self.label_map.items():
-            _check(name is None or name in self.labels,
-                   f"embed.probe.label_map maps {raw!r} to {name!r}, which is not in embed.probe.labels {self.labels}")
+            _check(
+                name is None or name in self.labels,
+                f"embed.probe.label_map maps {raw!r} to {name!r}, which is not in embed.probe.labels {self.labels}",
+            )
         for key in ("max_train", "max_test"):
             value = getattr(self, key)
             _check(value is None or value > 0, f"embed.probe.{key} must be > 0 or null, got {value}")
@@ -433,8 +437,10 @@ class EmbedConfig:
         _check(self.ranking_weight >= 0, f"embed.ranking_weight must be >= 0, got {self.ranking_weight}")
         _check(self.ranking_scale > 0, f"embed.ranking_scale must be > 0, got {self.ranking_scale}")
         for name in self.references:
-            _check(name not in ("teacher", "student"),
-                   f"embed.references.{name}: 'teacher' and 'student' are the run's own models; pick another name")
+            _check(
+                name not in ("teacher", "student"),
+                f"embed.references.{name}: 'teacher' and 'student' are the run's own models; pick another name",
+            )
 
 
 @dataclass
@@ -452,8 +458,10 @@ class MonolingualConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.path), "mt.monolingual[].path is required")
-        _check(self.max_lines is None or self.max_lines > 0,
-               f"mt.monolingual[].max_lines must be > 0 or null, got {self.max_lines} ({self.path})")
+        _check(
+            self.max_lines is None or self.max_lines > 0,
+            f"mt.monolingual[].max_lines must be > 0 or null, got {self.max_lines} ({self.path})",
+        )
 
 
 @dataclass
@@ -483,9 +491,11 @@ class Seq2SeqArchConfig:
     freeze_encoder: bool = False  # train the decoder only (encoder and shared embeddings stay as loaded)
 
     def __post_init__(self) -> None:
-        _check(bool(self.init_encoder) or not (self.encoder_layer_ids or self.decoder_layer_ids or self.freeze_encoder),
-               "mt encoder_layer_ids / decoder_layer_ids / freeze_encoder need init_encoder (a pretrained encoder "
-               "folder such as models/e5-small)")
+        _check(
+            bool(self.init_encoder) or not (self.encoder_layer_ids or self.decoder_layer_ids or self.freeze_encoder),
+            "mt encoder_layer_ids / decoder_layer_ids / freeze_encoder need init_encoder (a pretrained encoder "
+            "folder such as models/e5-small)",
+        )
         for key in ("encoder_layers", "decoder_layers", "d_model", "ffn_size", "heads", "max_positions"):
             _check(getattr(self, key) > 0, f"mt model sizes must be > 0: {key} is {getattr(self, key)}")
         _check(self.d_model % self.heads == 0, f"mt d_model ({self.d_model}) must be divisible by heads ({self.heads})")
@@ -523,11 +533,13 @@ class Decoding:
         if self.length_extra < 0:
             raise ConfigError(f"mt.decoding.length_extra must be >= 0, got {self.length_extra}")
         if self.no_repeat_ngram_size < 0:
-            raise ConfigError(f"mt.decoding.no_repeat_ngram_size must be >= 0 (0 = off), "
-                              f"got {self.no_repeat_ngram_size}")
+            raise ConfigError(
+                f"mt.decoding.no_repeat_ngram_size must be >= 0 (0 = off), got {self.no_repeat_ngram_size}"
+            )
         if self.repetition_penalty < 1.0:
-            raise ConfigError(f"mt.decoding.repetition_penalty must be >= 1.0 (1.0 = off), "
-                              f"got {self.repetition_penalty}")
+            raise ConfigError(
+                f"mt.decoding.repetition_penalty must be >= 1.0 (1.0 = off), got {self.repetition_penalty}"
+            )
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> Decoding:
@@ -573,8 +585,11 @@ class TranslateConfig:
     vocab_size: int = 8000  # the student's tokenizer, trained on its training corpus (joint en+target)
     student: Seq2SeqArchConfig = field(default_factory=Seq2SeqArchConfig)  # the student's architecture
     # The teacher xdistill trains when neither teacher.path nor teacher.command is set.
-    teacher_model: Seq2SeqArchConfig = field(default_factory=lambda: Seq2SeqArchConfig(
-        encoder_layers=6, decoder_layers=3, d_model=384, ffn_size=1536, heads=6))
+    teacher_model: Seq2SeqArchConfig = field(
+        default_factory=lambda: Seq2SeqArchConfig(
+            encoder_layers=6, decoder_layers=3, d_model=384, ffn_size=1536, heads=6
+        )
+    )
     command_batch_size: int = 256  # lines per call of a black-box teacher command
     command_timeout_s: float = 300.0  # per call; a hung command fails with a clear error
     # Sentences per decoding batch: a folder teacher's seq-KD translations, dev chrF, test sets (speed: 32).
@@ -632,12 +647,17 @@ class RunConfig:
         else:
             self.data.check_classification()
             # A metric the dev evaluation never reports would select nothing, and no student would be saved.
-            for flag, train, extra in (("train", self.train, ("agreement",)), ("teacher.train", self.teacher.train, ())):
+            for flag, train, extra in (
+                ("train", self.train, ("agreement",)),
+                ("teacher.train", self.teacher.train, ()),
+            ):
                 allowed = ("accuracy", "macro_f1", *(("mae",) if self.data.ordinal else ()), *extra)
-                _check(train.select_metric in allowed,
-                       f"task is 'classification': {flag}.select_metric must be one of {', '.join(allowed)}, "
-                       f"got {train.select_metric!r}" + (" (mae needs data.ordinal: true)"
-                                                          if train.select_metric == "mae" else ""))
+                _check(
+                    train.select_metric in allowed,
+                    f"task is 'classification': {flag}.select_metric must be one of {', '.join(allowed)}, "
+                    f"got {train.select_metric!r}"
+                    + (" (mae needs data.ordinal: true)" if train.select_metric == "mae" else ""),
+                )
         langs = self.data.languages
         if self.distill.transfer in ("semi", "supervised"):
             missing = [lang for lang in self.data.target_langs if lang not in self.data.target_labelled]
@@ -649,7 +669,9 @@ class RunConfig:
         # "targets" selects on the mean over the target languages' dev sets.
         choices = langs + ["targets"]
         for cfg_name, train in (("train", self.train), ("teacher.train", self.teacher.train)):
-            for flag, lang in [("select_lang", train.select_lang)] + [("also_select_langs", x) for x in train.also_select_langs]:
+            for flag, lang in [("select_lang", train.select_lang)] + [
+                ("also_select_langs", x) for x in train.also_select_langs
+            ]:
                 _check(
                     lang is None or lang in choices,
                     f"{cfg_name}.{flag} is {lang!r}, not one of the run's languages {langs} or 'targets'",
@@ -670,62 +692,91 @@ class RunConfig:
 
     def _check_embedding(self) -> None:
         src = self.data.source_lang
-        _check(bool(self.data.parallel) or src in self.data.unlabelled,
-               "task is 'embedding' but data.parallel is empty: list the parallel files "
-               "(- {path: ..., target_path: ..., lang: es}) the student learns from")
+        _check(
+            bool(self.data.parallel) or src in self.data.unlabelled,
+            "task is 'embedding' but data.parallel is empty: list the parallel files "
+            "(- {path: ..., target_path: ..., lang: es}) the student learns from",
+        )
         for par in self.data.parallel:
-            _check(par.lang != src, f"data.parallel: {par.path} has lang {par.lang!r}, the source language; "
-                                    "lang is the language of the translation side")
+            _check(
+                par.lang != src,
+                f"data.parallel: {par.path} has lang {par.lang!r}, the source language; "
+                "lang is the language of the translation side",
+            )
         # The teacher reads only the source language: monolingual text in another language has no target.
         others = [lang for lang in self.data.unlabelled if lang != src]
-        _check(not others, f"task is 'embedding': data.unlabelled may only hold {src!r} text (the teacher's "
-                           f"language), got {others}")
+        _check(
+            not others,
+            f"task is 'embedding': data.unlabelled may only hold {src!r} text (the teacher's language), got {others}",
+        )
         seen: set[str] = set()
         for ev in self.embed.eval_retrieval:
-            _check(ev.lang != src, f"embed.eval_retrieval: {ev.path} has lang {ev.lang!r}, the source language; "
-                                   "lang is the language of the translation side")
+            _check(
+                ev.lang != src,
+                f"embed.eval_retrieval: {ev.path} has lang {ev.lang!r}, the source language; "
+                "lang is the language of the translation side",
+            )
             _check(ev.lang not in seen, f"embed.eval_retrieval lists two sets for {ev.lang!r}; keep one per language")
             seen.add(ev.lang)
         # Teacher and student read different tokenisations of different texts (a translation), so
         # token-level losses have nothing to align: only the sentence-embedding MSE applies.
-        _check(self.distill.hidden_weight == 0 and self.distill.attention_weight == 0,
-               "task is 'embedding': distill.hidden_weight and distill.attention_weight must be 0 "
-               "(teacher and student read different texts and tokenizers)")
+        _check(
+            self.distill.hidden_weight == 0 and self.distill.attention_weight == 0,
+            "task is 'embedding': distill.hidden_weight and distill.attention_weight must be 0 "
+            "(teacher and student read different texts and tokenizers)",
+        )
 
     def _check_translation(self) -> None:
-        _check(len(self.data.target_langs) == 1,
-               f"task is 'translation': data.target_langs needs exactly one language (the output side), "
-               f"got {self.data.target_langs}; make one config per language pair")
+        _check(
+            len(self.data.target_langs) == 1,
+            f"task is 'translation': data.target_langs needs exactly one language (the output side), "
+            f"got {self.data.target_langs}; make one config per language pair",
+        )
         target = self.data.target_langs[0]
-        _check(not (self.teacher.path and self.teacher.command),
-               "teacher.path and teacher.command are both set; a translation teacher is a seq2seq folder "
-               "(teacher.path) or a command (teacher.command), not both")
+        _check(
+            not (self.teacher.path and self.teacher.command),
+            "teacher.path and teacher.command are both set; a translation teacher is a seq2seq folder "
+            "(teacher.path) or a command (teacher.command), not both",
+        )
         for where, items in (("data.parallel", self.data.parallel), ("mt.eval", self.mt.eval)):
             for par in items:
-                _check(par.lang == target, f"{where}: {par.path} has lang {par.lang!r} but the run translates "
-                                           f"{self.data.source_lang} -> {target}")
-        _check(bool(self.data.parallel) or bool(self.mt.monolingual),
-               "task is 'translation' but there is no training text: list reference pairs in data.parallel "
-               "and/or source-language text in mt.monolingual")
+                _check(
+                    par.lang == target,
+                    f"{where}: {par.path} has lang {par.lang!r} but the run translates "
+                    f"{self.data.source_lang} -> {target}",
+                )
+        _check(
+            bool(self.data.parallel) or bool(self.mt.monolingual),
+            "task is 'translation' but there is no training text: list reference pairs in data.parallel "
+            "and/or source-language text in mt.monolingual",
+        )
         needs_references = (not self.teacher.path and not self.teacher.command) or not self.distill.use_teacher
-        _check(not needs_references or bool(self.data.parallel),
-               "this translation run trains on references (no teacher, or a teacher xdistill trains) but "
-               "data.parallel is empty; list the parallel files")
+        _check(
+            not needs_references or bool(self.data.parallel),
+            "this translation run trains on references (no teacher, or a teacher xdistill trains) but "
+            "data.parallel is empty; list the parallel files",
+        )
         built = [("mt.student", self.mt.student)]
         if not self.teacher.path and not self.teacher.command:  # xdistill trains the teacher too
             built.append(("mt.teacher_model", self.mt.teacher_model))
         for flag, arch in built:
-            _check(not (self.mt.separate_vocabs and arch.init_encoder),
-                   f"mt.separate_vocabs needs models built from scratch, but {flag}.init_encoder is "
-                   f"{arch.init_encoder!r}: a warm-started model keeps the encoder's one vocabulary for both sides; "
-                   f"drop one of the two")
-        _check(self.mt.word_kd_weight == 0 or not self.teacher.command,
-               "mt.word_kd_weight > 0 needs a white-box teacher (teacher.path or a trained one), not teacher.command")
+            _check(
+                not (self.mt.separate_vocabs and arch.init_encoder),
+                f"mt.separate_vocabs needs models built from scratch, but {flag}.init_encoder is "
+                f"{arch.init_encoder!r}: a warm-started model keeps the encoder's one vocabulary for both sides; "
+                f"drop one of the two",
+            )
+        _check(
+            self.mt.word_kd_weight == 0 or not self.teacher.command,
+            "mt.word_kd_weight > 0 needs a white-box teacher (teacher.path or a trained one), not teacher.command",
+        )
         for flag, train in (("train", self.train), ("teacher.train", self.teacher.train)):
             if train.select_metric == "accuracy":  # the classification default: translation selects on chrF
                 train.select_metric = "chrf"
-            _check(train.select_metric in ("chrf", "bleu"),
-                   f"task is 'translation': {flag}.select_metric must be chrf or bleu, got {train.select_metric!r}")
+            _check(
+                train.select_metric in ("chrf", "bleu"),
+                f"task is 'translation': {flag}.select_metric must be chrf or bleu, got {train.select_metric!r}",
+            )
 
     @property
     def student_max_length(self) -> int:
@@ -750,9 +801,9 @@ def package_dir() -> Path:
 
 def resolve_path(path: str, base: str | Path = ".") -> Path:
     if path.startswith(BUILTIN_PREFIX):
-        return package_dir() / "demo_data" / path[len(BUILTIN_PREFIX):]
+        return package_dir() / "demo_data" / path[len(BUILTIN_PREFIX) :]
     if str(base).startswith(BUILTIN_PREFIX):
-        return package_dir() / "demo_data" / str(base)[len(BUILTIN_PREFIX):] / path
+        return package_dir() / "demo_data" / str(base)[len(BUILTIN_PREFIX) :] / path
     p = Path(path).expanduser()
     return p if p.is_absolute() else Path(base).expanduser() / p
 
@@ -781,8 +832,9 @@ class UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: SafeLoader's own error reports it
                 continue
             if first is not key_node:
-                raise DuplicateKeyError(key, first.start_mark, key_node.start_mark,
-                                        isinstance(value_node, yaml.MappingNode))
+                raise DuplicateKeyError(
+                    key, first.start_mark, key_node.start_mark, isinstance(value_node, yaml.MappingNode)
+                )
         return super().construct_mapping(node, deep)
 
 
@@ -799,14 +851,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     """Load one run from YAML, apply ``a.b=value`` overrides, and validate everything."""
     path = Path(path)
     if str(path).startswith(BUILTIN_PREFIX):
-        path = builtin_recipe(str(path)[len(BUILTIN_PREFIX):])
+        path = builtin_recipe(str(path)[len(BUILTIN_PREFIX) :])
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         raw = load_yaml(path.read_text(encoding="utf-8"))
     except DuplicateKeyError as exc:
-        raise ConfigError(f"{path}, line {exc.again.line + 1}: duplicate key {str(exc.key)!r} "
-                          f"(first at line {exc.first.line + 1}); {exc.fix}") from None
+        raise ConfigError(
+            f"{path}, line {exc.again.line + 1}: duplicate key {str(exc.key)!r} "
+            f"(first at line {exc.first.line + 1}); {exc.fix}"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""

@@ -1,10 +1,10 @@
 """Where a run keeps what it makes: one home for the run-folder layout of every task.
 
-    RUN_DIR/teacher/          the fine-tuned or trained teacher (absent when teacher.path is used as it is)
-    RUN_DIR/teacher-logs/     its metrics.jsonl and checkpoints
-    RUN_DIR/student/          the student (student-selected-on-LANG/ for further selections)
-    RUN_DIR/student-logs/     its metrics.jsonl and checkpoints
-    RUN_DIR/.stages/          one record per finished stage (settings hash, summary)
+RUN_DIR/teacher/          the fine-tuned or trained teacher (absent when teacher.path is used as it is)
+RUN_DIR/teacher-logs/     its metrics.jsonl and checkpoints
+RUN_DIR/student/          the student (student-selected-on-LANG/ for further selections)
+RUN_DIR/student-logs/     its metrics.jsonl and checkpoints
+RUN_DIR/.stages/          one record per finished stage (settings hash, summary)
 """
 
 from __future__ import annotations

@@ -64,64 +64,108 @@ def _paths(config: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def model_card(info: dict[str, Any], *, config: dict[str, Any] | None = None, results: dict[str, Any] | None = None,
-               export: dict[str, Any] | None = None) -> str:
+def model_card(
+    info: dict[str, Any],
+    *,
+    config: dict[str, Any] | None = None,
+    results: dict[str, Any] | None = None,
+    export: dict[str, Any] | None = None,
+) -> str:
     kind = info.get("kind") or ("translation" if info.get("task") == "translation" else "model")
     langs = info.get("languages") or [x for x in (info.get("source_lang"), info.get("target_lang")) if x]
     if not langs and config:
         data = config.get("data", {})
         langs = [data.get("source_lang", "en"), *data.get("target_langs", [])]
-    lines = ["---", "library_name: transformers", "tags: [xdistill, knowledge-distillation]",
-             *([f"language: [{', '.join(langs)}]"] if langs else []), "---", "",
-             f"# {KIND_TEXT.get(kind, kind)} student (xdistill)", ""]
-    lines.append(f"- **Task:** {KIND_TEXT.get(kind, kind)}" + (f"; labels {info['labels']}" if info.get("labels") else ""))
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [xdistill, knowledge-distillation]",
+        *([f"language: [{', '.join(langs)}]"] if langs else []),
+        "---",
+        "",
+        f"# {KIND_TEXT.get(kind, kind)} student (xdistill)",
+        "",
+    ]
+    lines.append(
+        f"- **Task:** {KIND_TEXT.get(kind, kind)}" + (f"; labels {info['labels']}" if info.get("labels") else "")
+    )
     if langs:
         lines.append(f"- **Languages:** {', '.join(langs)}")
     arch = info.get("architecture") or {}
     if arch.get("init_encoder"):
-        lines.append(f"- **Architecture:** BART warm-started from `{arch['init_encoder']}` (encoder layers "
-                     f"{arch.get('encoder_layer_ids')}, decoder started from layers {arch.get('decoder_layer_ids')}"
-                     f"{', encoder frozen' if arch.get('freeze_encoder') else ''}); vocabulary trimmed to the corpus")
+        lines.append(
+            f"- **Architecture:** BART warm-started from `{arch['init_encoder']}` (encoder layers "
+            f"{arch.get('encoder_layer_ids')}, decoder started from layers {arch.get('decoder_layer_ids')}"
+            f"{', encoder frozen' if arch.get('freeze_encoder') else ''}); vocabulary trimmed to the corpus"
+        )
     elif arch.get("type"):
-        lines.append(f"- **Architecture:** {arch['type']}, " + ", ".join(f"{k} {v}" for k, v in arch.items() if k != "type"))
+        lines.append(
+            f"- **Architecture:** {arch['type']}, " + ", ".join(f"{k} {v}" for k, v in arch.items() if k != "type")
+        )
     decoding = info.get("decoding")
     if decoding:
         guard = decoding.get("no_repeat_ngram_size")
-        lines.append(f"- **Decoding:** at most {decoding.get('length_ratio')} x the longest source in a batch + "
-                     f"{decoding.get('length_extra')} tokens"
-                     + (f", no repeated {guard}-gram" if guard else "")
-                     + (f", repetition penalty {decoding['repetition_penalty']}"
-                        if decoding.get("repetition_penalty", 1.0) != 1.0 else "")
-                     + " (`xdistill translate` applies it; `generate()` reads the n-gram guard from "
-                       "`generation_config.json`)")
-    teacher = info.get("teacher") or (info.get("made_with") or {}).get("teacher") or (config or {}).get("teacher", {}).get("path")
+        lines.append(
+            f"- **Decoding:** at most {decoding.get('length_ratio')} x the longest source in a batch + "
+            f"{decoding.get('length_extra')} tokens"
+            + (f", no repeated {guard}-gram" if guard else "")
+            + (
+                f", repetition penalty {decoding['repetition_penalty']}"
+                if decoding.get("repetition_penalty", 1.0) != 1.0
+                else ""
+            )
+            + " (`xdistill translate` applies it; `generate()` reads the n-gram guard from "
+            "`generation_config.json`)"
+        )
+    teacher = (
+        info.get("teacher")
+        or (info.get("made_with") or {}).get("teacher")
+        or (config or {}).get("teacher", {}).get("path")
+    )
     if teacher:
         lines.append(f"- **Teacher:** `{teacher}`")
     if config:
         d = config.get("distill", {})
-        lines.append(f"- **Distillation:** transfer `{d.get('transfer')}`, temperature {d.get('temperature')}, "
-                     f"alpha {d.get('alpha')}, hidden/attention/embedding weights {d.get('hidden_weight')}/"
-                     f"{d.get('attention_weight')}/{d.get('embedding_weight')}" if kind == "classifier" else
-                     "- **Distillation:** see `made_with` in `xdistill_model.json` and the run's `config.yaml`")
+        lines.append(
+            f"- **Distillation:** transfer `{d.get('transfer')}`, temperature {d.get('temperature')}, "
+            f"alpha {d.get('alpha')}, hidden/attention/embedding weights {d.get('hidden_weight')}/"
+            f"{d.get('attention_weight')}/{d.get('embedding_weight')}"
+            if kind == "classifier"
+            else "- **Distillation:** see `made_with` in `xdistill_model.json` and the run's `config.yaml`"
+        )
         licences = data_licences(_paths(config))
         if licences:
             lines += ["", "## Training data and licences", ""] + [f"- {x}" for x in licences]
             lines.append("")
-            lines.append("The model inherits the restrictions of its training data: check them before any commercial use.")
+            lines.append(
+                "The model inherits the restrictions of its training data: check them before any commercial use."
+            )
     if results:
         lines += ["", "## Results (from the run's evaluation)", "", _results_table(kind, results)]
     if export:
-        lines += ["", "## Export", "", f"- Format: {export['format']}" + (f", {export['quantize']}" if export.get("quantize") else ", fp32"),
-                  f"- Parity with the PyTorch model: {export.get('parity')}"]
+        lines += [
+            "",
+            "## Export",
+            "",
+            f"- Format: {export['format']}" + (f", {export['quantize']}" if export.get("quantize") else ", fp32"),
+            f"- Parity with the PyTorch model: {export.get('parity')}",
+        ]
         if export.get("gate"):
             g = export["gate"]
-            lines.append(f"- Accuracy gate ({g['metric']} on dev): {g['reference']:.2f} -> {g['exported']:.2f} "
-                         f"(drop {g['drop']:.2f}, allowed {g['max_drop']:g})")
-    lines += ["", "## Limits", "",
-              "- A distilled student is smaller and faster than its teacher and usually somewhat less accurate; "
-              "the figures above are the honest measure, on the named test sets only.",
-              "- Languages or domains absent from the training data are not covered.",
-              "- Speed figures are from CPU runs (2 threads) on the machine in the run's `results.json`.", ""]
+            lines.append(
+                f"- Accuracy gate ({g['metric']} on dev): {g['reference']:.2f} -> {g['exported']:.2f} "
+                f"(drop {g['drop']:.2f}, allowed {g['max_drop']:g})"
+            )
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "- A distilled student is smaller and faster than its teacher and usually somewhat less accurate; "
+        "the figures above are the honest measure, on the named test sets only.",
+        "- Languages or domains absent from the training data are not covered.",
+        "- Speed figures are from CPU runs (2 threads) on the machine in the run's `results.json`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -130,23 +174,36 @@ def _results_table(kind: str, results: dict[str, Any]) -> str:
     if kind == "translation":
         tests = sorted({t for m in models.values() for t in m.get("tests", {})})
         head = "| model | " + " | ".join(f"{t} BLEU / chrF" for t in tests) + " |"
-        rows = [f"| {name} | " + " | ".join(f"{m['tests'][t]['bleu']:.1f} / {m['tests'][t]['chrf']:.1f}"
-                                            if t in m.get("tests", {}) else "–" for t in tests) + " |"
-                for name, m in models.items()]
+        rows = [
+            f"| {name} | "
+            + " | ".join(
+                f"{m['tests'][t]['bleu']:.1f} / {m['tests'][t]['chrf']:.1f}" if t in m.get("tests", {}) else "–"
+                for t in tests
+            )
+            + " |"
+            for name, m in models.items()
+        ]
         return "\n".join([head, "|---" * (len(tests) + 1) + "|", *rows])
     if kind == "sentence-encoder":
         dirs = sorted({d for m in models.values() for d in (m.get("retrieval") or {})})
         head = "| model | " + " | ".join(f"retrieval {d}" for d in dirs) + " | params |"
-        rows = [f"| {name} | " + " | ".join(f"{(m.get('retrieval') or {}).get(d, float('nan')):.1f}" for d in dirs)
-                + f" | {m.get('params_total', 0) / 1e6:.1f}M |" for name, m in models.items()]
+        rows = [
+            f"| {name} | "
+            + " | ".join(f"{(m.get('retrieval') or {}).get(d, float('nan')):.1f}" for d in dirs)
+            + f" | {m.get('params_total', 0) / 1e6:.1f}M |"
+            for name, m in models.items()
+        ]
         return "\n".join([head, "|---" * (len(dirs) + 2) + "|", *rows])
     rows = []
     for name, m in models.items():
         metrics = m.get("metrics") or {}
-        accs = ", ".join(f"{lang} {v.get('accuracy', float('nan')):.1f}" for lang, v in metrics.items()
-                         if isinstance(v, dict))
-        rows.append(f"| {name} | {accs or '–'} | {m.get('params_total', 0) / 1e6:.1f}M | "
-                    f"{m.get('throughput_b32', 0) or 0:.0f} |")
+        accs = ", ".join(
+            f"{lang} {v.get('accuracy', float('nan')):.1f}" for lang, v in metrics.items() if isinstance(v, dict)
+        )
+        rows.append(
+            f"| {name} | {accs or '–'} | {m.get('params_total', 0) / 1e6:.1f}M | "
+            f"{m.get('throughput_b32', 0) or 0:.0f} |"
+        )
     return "\n".join(["| model | accuracy per language | params | examples/s (batch 32) |", "|---|---|---|---|", *rows])
 
 

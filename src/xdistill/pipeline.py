@@ -52,31 +52,68 @@ STAGES = list(STAGE_SECTIONS)
 # evaluation, so editing them does not retrain the student. Only embedding runs hash these,
 # so the hashes of existing classification runs stay as they were.
 EMBED_STAGE_SECTIONS = {
-    "student": ("embed.eval_retrieval", "embed.heldout_pairs", "embed.dev_pairs", "embed.decontaminate",
-                "embed.normalize", "embed.student_prefix", "embed.ranking_weight", "embed.ranking_scale"),
+    "student": (
+        "embed.eval_retrieval",
+        "embed.heldout_pairs",
+        "embed.dev_pairs",
+        "embed.decontaminate",
+        "embed.normalize",
+        "embed.student_prefix",
+        "embed.ranking_weight",
+        "embed.ranking_scale",
+    ),
     "evaluate": ("embed",),
 }
 
 
 # Translation runs: the whole mt section shapes the student (data, tokenizer, model, KD losses).
-MT_STAGE_SECTIONS = {"teacher": ("mt.teacher_model", "mt.max_length", "mt.dev_pairs", "mt.decontaminate",
-                                 "mt.eval", "mt.vocab_size", "mt.separate_vocabs"),
-                     "student": ("mt",)}
+MT_STAGE_SECTIONS = {
+    "teacher": (
+        "mt.teacher_model",
+        "mt.max_length",
+        "mt.dev_pairs",
+        "mt.decontaminate",
+        "mt.eval",
+        "mt.vocab_size",
+        "mt.separate_vocabs",
+    ),
+    "student": ("mt",),
+}
 
 # The config values that name files or folders a stage reads (``[]`` = every item of a list,
 # ``*`` = every value of a mapping). Data files resolve against data.dir, models against the
 # working directory. Their content fingerprints are part of the stage hash: edited data redoes
 # the stages that read it.
 STAGE_INPUTS = {
-    "teacher": ("data.train", "data.dev.*", "data.test.*", "data.unlabelled.*", "data.target_labelled.*",
-                "data.parallel[].path", "data.parallel[].target_path", "teacher.path",
-                "mt.eval[].path", "mt.eval[].target_path", "mt.teacher_model.init_encoder"),
-    "student": ("student.base", "mt.monolingual[].path", "mt.student.init_encoder",
-                "embed.eval_retrieval[].path", "embed.eval_retrieval[].target_path"),
+    "teacher": (
+        "data.train",
+        "data.dev.*",
+        "data.test.*",
+        "data.unlabelled.*",
+        "data.target_labelled.*",
+        "data.parallel[].path",
+        "data.parallel[].target_path",
+        "teacher.path",
+        "mt.eval[].path",
+        "mt.eval[].target_path",
+        "mt.teacher_model.init_encoder",
+    ),
+    "student": (
+        "student.base",
+        "mt.monolingual[].path",
+        "mt.student.init_encoder",
+        "embed.eval_retrieval[].path",
+        "embed.eval_retrieval[].target_path",
+    ),
     "evaluate": ("embed.probe.train", "embed.probe.test.*", "embed.references.*.path"),
 }
-_MODEL_KEYS = {"teacher.path", "student.base", "mt.student.init_encoder", "mt.teacher_model.init_encoder",
-               "embed.references.*.path"}
+_MODEL_KEYS = {
+    "teacher.path",
+    "student.base",
+    "mt.student.init_encoder",
+    "mt.teacher_model.init_encoder",
+    "embed.references.*.path",
+}
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -158,9 +195,12 @@ def stage_settings(cfg: RunConfig, stage: str) -> dict[str, Any]:
     defaults = _defaults()
     sections = _stage_sections(cfg, stage)
     flat = _flatten(cfg.to_dict())
-    settings = {key: value for key, value in flat.items()
-                if any(key == s or key.startswith(s + ".") for s in sections)
-                and (key not in defaults or _plain(value) != _plain(defaults[key]))}
+    settings = {
+        key: value
+        for key, value in flat.items()
+        if any(key == s or key.startswith(s + ".") for s in sections)
+        and (key not in defaults or _plain(value) != _plain(defaults[key]))
+    }
     digests = FileDigests(Path(cfg.cache_dir) / "fingerprints.json")
     for key, path in _input_paths(cfg, stage).items():
         fingerprint = digests.fingerprint(path)
@@ -201,8 +241,7 @@ def _mark_done(cfg: RunConfig, stage: str, summary: dict[str, Any]) -> None:
     if not is_main():
         return
     settings = stage_settings(cfg, stage)
-    atomic_write_json(_marker(cfg, stage), {"hash": stage_hash(cfg, stage, settings), **summary,
-                                            "settings": settings})
+    atomic_write_json(_marker(cfg, stage), {"hash": stage_hash(cfg, stage, settings), **summary, "settings": settings})
     _started_marker(cfg, stage).unlink(missing_ok=True)
 
 
@@ -239,7 +278,8 @@ def _begin_stage(cfg: RunConfig, stage: str) -> None:
             raise ConfigError(
                 f"--resume auto: the interrupted {stage} stage in {cfg.run_dir} was started with other settings "
                 f"({diff}); resume with the settings it started with, or pass --resume never to start the "
-                f"{stage} stage over with the new ones")
+                f"{stage} stage over with the new ones"
+            )
     atomic_write_json(started, {"settings": settings})
 
 
@@ -249,8 +289,9 @@ def write_resolved_config(cfg: RunConfig) -> Path:
     return path
 
 
-def run_stage(cfg: RunConfig, stage: str, *, force: bool = False, progress: bool = True,
-              echo: Callable[[str], None] = print) -> Any:
+def run_stage(
+    cfg: RunConfig, stage: str, *, force: bool = False, progress: bool = True, echo: Callable[[str], None] = print
+) -> Any:
     """Run one stage unconditionally when ``force``, else only when not already done."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
@@ -292,8 +333,10 @@ def run_folder_lock(cfg: RunConfig) -> Iterator[None]:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise XdistillError(f"another xdistill process (pid {holder}) is writing {cfg.run_dir}; wait for it to "
-                          "finish, or give this run another run_dir (--set run_dir=...)") from None
+        raise XdistillError(
+            f"another xdistill process (pid {holder}) is writing {cfg.run_dir}; wait for it to "
+            "finish, or give this run another run_dir (--set run_dir=...)"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held_locks[folder] = fd
@@ -330,20 +373,30 @@ def _given_translation_teacher(cfg: RunConfig) -> str | None:
 
 RECIPES: dict[str, Recipe] = {
     "classification": Recipe(
-        given_teacher=lambda cfg: None if cfg.teacher.finetune else
-        f"teacher.finetune is false: using {teacher_dir(cfg)} as it is",
-        train_teacher=train_teacher, distill=distill_student, evaluate=evaluate_run, table=comparison_table,
+        given_teacher=lambda cfg: (
+            None if cfg.teacher.finetune else f"teacher.finetune is false: using {teacher_dir(cfg)} as it is"
+        ),
+        train_teacher=train_teacher,
+        distill=distill_student,
+        evaluate=evaluate_run,
+        table=comparison_table,
         dev_label=lambda cfg: "",
     ),
     "embedding": Recipe(
         # The teacher's embeddings are the target as they are: there is nothing to fine-tune.
         given_teacher=lambda cfg: f"task is 'embedding': {cfg.teacher.path} is used as it is (nothing to fine-tune)",
-        train_teacher=lambda cfg, **kw: None, distill=distill_embedding, evaluate=evaluate_embedding_run,
-        table=embedding_tables, dev_label=lambda cfg: "MSE ",
+        train_teacher=lambda cfg, **kw: None,
+        distill=distill_embedding,
+        evaluate=evaluate_embedding_run,
+        table=embedding_tables,
+        dev_label=lambda cfg: "MSE ",
     ),
     "translation": Recipe(
-        given_teacher=_given_translation_teacher, train_teacher=train_translation_teacher,
-        distill=distill_translation, evaluate=evaluate_translation_run, table=translation_report,
+        given_teacher=_given_translation_teacher,
+        train_teacher=train_translation_teacher,
+        distill=distill_translation,
+        evaluate=evaluate_translation_run,
+        table=translation_report,
         dev_label=lambda cfg: f"{cfg.train.select_metric} ",
     ),
 }
@@ -362,15 +415,16 @@ def _run_task_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callabl
             return None
         result = recipe.train_teacher(cfg, progress=progress)
         _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
-        echo(f"[teacher] saved to {teacher_dir(cfg)} (best dev {_fmt(result.best_score)}, "
-             f"{result.seconds:.0f} s)")
+        echo(f"[teacher] saved to {teacher_dir(cfg)} (best dev {_fmt(result.best_score)}, {result.seconds:.0f} s)")
         return result
     if stage == "student":
         result = recipe.distill(cfg, progress=progress)
         _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
         spec = ".3g" if cfg.task == "embedding" else ".2f"
-        echo(f"[student] saved to {student_dir(cfg)} (best dev {recipe.dev_label(cfg)}"
-             f"{_fmt(result.best_score, spec)}, {result.seconds:.0f} s)")
+        echo(
+            f"[student] saved to {student_dir(cfg)} (best dev {recipe.dev_label(cfg)}"
+            f"{_fmt(result.best_score, spec)}, {result.seconds:.0f} s)"
+        )
         return result
     results = recipe.evaluate(cfg, progress=progress)
     _mark_done(cfg, stage, {})

@@ -60,8 +60,9 @@ def parse_records(raw: bytes, source: str) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except ValueError as exc:
-            raise DataFormatError(source, number, f"not valid JSON ({exc.msg}); each line must be one JSON "
-                                                  'object like {"text": "..."}') from None
+            raise DataFormatError(
+                source, number, f'not valid JSON ({exc.msg}); each line must be one JSON object like {{"text": "..."}}'
+            ) from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise DataFormatError(source, number, 'each line must be a JSON object with a string "text" field')
         if "text_pair" in record and record["text_pair"] is not None and not isinstance(record["text_pair"], str):
@@ -69,19 +70,24 @@ def parse_records(raw: bytes, source: str) -> list[dict[str, Any]]:
         bad = _surrogate_field(record, "")
         if bad:
             field, value, at = bad
-            raise DataFormatError(source, number, f'"{field}" is not valid Unicode: a lone surrogate '
-                                                  f"U+{ord(value[at]):04X} at character {at} (a \\u escape of half a "
-                                                  "UTF-16 pair); fix the program that wrote the file")
+            raise DataFormatError(
+                source,
+                number,
+                f'"{field}" is not valid Unicode: a lone surrogate '
+                f"U+{ord(value[at]):04X} at character {at} (a \\u escape of half a "
+                "UTF-16 pair); fix the program that wrote the file",
+            )
         records.append(record)
     return records
 
 
-def predict_records(model: LoadedModel, records: list[dict[str, Any]], *, batch_size: int = 32, beam: int = 4,
-                    progress: bool = False) -> list[dict[str, Any]]:
+def predict_records(
+    model: LoadedModel, records: list[dict[str, Any]], *, batch_size: int = 32, beam: int = 4, progress: bool = False
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     bar = tqdm(total=len(records), desc="predict", disable=not progress, unit="rec", file=sys.stderr)
     for start in range(0, len(records), CHUNK):
-        chunk = records[start:start + CHUNK]
+        chunk = records[start : start + CHUNK]
         texts = [r["text"] for r in chunk]
         if model.kind == "classifier":
             pairs = [r.get("text_pair") for r in chunk]
@@ -98,8 +104,16 @@ def predict_records(model: LoadedModel, records: list[dict[str, Any]], *, batch_
     return out
 
 
-def predict_jsonl(model: LoadedModel, raw: bytes, source: str, output: Path | None, *, batch_size: int = 32,
-                  beam: int = 4, progress: bool = False) -> None:
+def predict_jsonl(
+    model: LoadedModel,
+    raw: bytes,
+    source: str,
+    output: Path | None,
+    *,
+    batch_size: int = 32,
+    beam: int = 4,
+    progress: bool = False,
+) -> None:
     records = parse_records(raw, source)
     results = predict_records(model, records, batch_size=batch_size, beam=beam, progress=progress)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)

@@ -38,8 +38,14 @@ class TranslateRequest(Texts):
     beam: int = Field(4, ge=1, le=8, description="beam size (1 = greedy)")
 
 
-def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None = None,
-               max_batch: int = DEFAULT_MAX_BATCH, max_chars: int = DEFAULT_MAX_CHARS, threads: int = 2):
+def create_app(
+    model_dir: str | Path | None = None,
+    *,
+    model: LoadedModel | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    threads: int = 2,
+):
     from fastapi import FastAPI, HTTPException
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
@@ -55,7 +61,9 @@ def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None
     # One request at a time through the model: torch and onnxruntime already use every thread we
     # give them, and interleaved batches would only thrash the caches.
     lock = threading.Lock()
-    app = FastAPI(title="xdistill", version="1", description=f"{loaded.kind} model from {loaded.folder} ({loaded.format})")
+    app = FastAPI(
+        title="xdistill", version="1", description=f"{loaded.kind} model from {loaded.folder} ({loaded.format})"
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, exc: RequestValidationError):
@@ -69,16 +77,26 @@ def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None
                 raise HTTPException(413, f"{field}[{i}] has {len(text)} characters; the limit is {max_chars}")
             at = lone_surrogate(text)
             if at is not None:
-                raise HTTPException(422, f"{field}[{i}] is not valid Unicode: a lone surrogate "
-                                         f"U+{ord(text[at]):04X} at character {at}; send UTF-8 text (the client "
-                                         "split a surrogate pair)")
+                raise HTTPException(
+                    422,
+                    f"{field}[{i}] is not valid Unicode: a lone surrogate "
+                    f"U+{ord(text[at]):04X} at character {at}; send UTF-8 text (the client "
+                    "split a surrogate pair)",
+                )
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "kind": loaded.kind, "format": loaded.format, "labels": loaded.labels or None,
-                "max_batch": max_batch, "max_chars": max_chars}
+        return {
+            "status": "ok",
+            "kind": loaded.kind,
+            "format": loaded.format,
+            "labels": loaded.labels or None,
+            "max_batch": max_batch,
+            "max_chars": max_chars,
+        }
 
     if loaded.kind == "classifier":
+
         @app.post("/v1/classify")
         def classify(req: TextPairs) -> dict[str, Any]:
             check(req.texts)
@@ -90,6 +108,7 @@ def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None
                 return {"results": loaded.classify(req.texts, req.text_pairs)}
 
     if loaded.kind == "sentence-encoder":
+
         @app.post("/v1/embed")
         def embed(req: Texts) -> dict[str, Any]:
             check(req.texts)
@@ -98,6 +117,7 @@ def create_app(model_dir: str | Path | None = None, *, model: LoadedModel | None
             return {"embeddings": vectors.round(6).tolist(), "dim": int(vectors.shape[1])}
 
     if loaded.kind == "translation":
+
         @app.post("/v1/translate")
         def translate(req: TranslateRequest) -> dict[str, Any]:
             check(req.texts)

@@ -57,13 +57,30 @@ def main() -> None:
 
     def save():
         calls["saves"] += 1
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "run" / "best.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "run" / "best.safetensors")
+        )
 
-    cfg = TrainConfig(epochs=3, batch_size=10, lr=1e-2, warmup_ratio=0.1, log_every=2, checkpoint_every=3,
-                      group_by_length=False)
-    fit(model, items, collate, step, cfg=cfg, seed=7, run_dir=args.out / "run", evaluate_fn=evaluate,
-        select_key="accuracy", save_fn=save, progress=False, resume=args.resume)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / f"final-rank{rank}.safetensors"))
+    cfg = TrainConfig(
+        epochs=3, batch_size=10, lr=1e-2, warmup_ratio=0.1, log_every=2, checkpoint_every=3, group_by_length=False
+    )
+    fit(
+        model,
+        items,
+        collate,
+        step,
+        cfg=cfg,
+        seed=7,
+        run_dir=args.out / "run",
+        evaluate_fn=evaluate,
+        select_key="accuracy",
+        save_fn=save,
+        progress=False,
+        resume=args.resume,
+    )
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / f"final-rank{rank}.safetensors")
+    )
     (args.out / f"saves-rank{rank}.txt").write_text(str(calls["saves"]))
 
 

@@ -21,12 +21,16 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     from .mt import markdown_table as mt_table
 
     parts = [HEADER]
-    sections = (("marc.json", "MARC, full run", marc_table), ("marc-quick.json", "MARC, --quick", marc_table),
-                ("embed.json", "Sentence embeddings, full run", embed_table),
-                ("embed-quick.json", "Sentence embeddings, --quick", embed_table),
-                ("mt.json", "Translation, full run", mt_table), ("mt-quick.json", "Translation, --quick", mt_table),
-                ("export.json", "Export and serving", export_table),
-                ("export-quick.json", "Export and serving, --quick", export_table))
+    sections = (
+        ("marc.json", "MARC, full run", marc_table),
+        ("marc-quick.json", "MARC, --quick", marc_table),
+        ("embed.json", "Sentence embeddings, full run", embed_table),
+        ("embed-quick.json", "Sentence embeddings, --quick", embed_table),
+        ("mt.json", "Translation, full run", mt_table),
+        ("mt-quick.json", "Translation, --quick", mt_table),
+        ("export.json", "Export and serving", export_table),
+        ("export-quick.json", "Export and serving, --quick", export_table),
+    )
     for name, title, table in sections:
         path = results_dir / name
         if path.is_file():

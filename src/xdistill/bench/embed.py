@@ -27,11 +27,26 @@ from ..errors import ConfigError
 from ..io_utils import atomic_write_json
 from ..pipeline import run_all
 
-QUICK = {"max_pairs_per_file": 500, "heldout_pairs": 200, "dev_pairs": 100, "max_unlabelled": 800,
-         "probe_max_train": 1000, "probe_max_test": 500, "repeats": 3}
+QUICK = {
+    "max_pairs_per_file": 500,
+    "heldout_pairs": 200,
+    "dev_pairs": 100,
+    "max_unlabelled": 800,
+    "probe_max_train": 1000,
+    "probe_max_test": 500,
+    "repeats": 3,
+}
 TARGETS = {"retrieval_min_percent": 90.0, "speedup_b32_vs_e5_small": 3.0, "english_probe_vs_teacher": 0.95}
-ROW_KEYS = ("retrieval", "mse", "probe_accuracy", "params_total", "params_embedding", "disk_mb",
-            "latency_ms_b1", "throughput_b32")
+ROW_KEYS = (
+    "retrieval",
+    "mse",
+    "probe_accuracy",
+    "params_total",
+    "params_embedding",
+    "disk_mb",
+    "latency_ms_b1",
+    "throughput_b32",
+)
 
 
 def bench_config(config: Path, *, data_dir: Path, work_dir: Path, e5_path: Path, quick: bool) -> RunConfig:
@@ -70,23 +85,43 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if student and student["retrieval"]:
         worst = min(student["retrieval"].values())
-        out["retrieval_all_directions"] = {"value": worst, "target": f">= {TARGETS['retrieval_min_percent']}% in every direction",
-                                           "met": worst >= TARGETS["retrieval_min_percent"]}
+        out["retrieval_all_directions"] = {
+            "value": worst,
+            "target": f">= {TARGETS['retrieval_min_percent']}% in every direction",
+            "met": worst >= TARGETS["retrieval_min_percent"],
+        }
     if student and e5 and student.get("throughput_b32") and e5.get("throughput_b32"):
         ratio = student["throughput_b32"] / e5["throughput_b32"]
-        out["speedup_b32_vs_e5_small"] = {"value": ratio, "target": f">= {TARGETS['speedup_b32_vs_e5_small']}x",
-                                          "met": ratio >= TARGETS["speedup_b32_vs_e5_small"]}
+        out["speedup_b32_vs_e5_small"] = {
+            "value": ratio,
+            "target": f">= {TARGETS['speedup_b32_vs_e5_small']}x",
+            "met": ratio >= TARGETS["speedup_b32_vs_e5_small"],
+        }
     if student and teacher and student.get("probe_accuracy") and teacher.get("probe_accuracy"):
         ratio = student["probe_accuracy"]["en"] / teacher["probe_accuracy"]["en"]
-        out["english_probe_vs_teacher"] = {"value": ratio, "target": f">= {TARGETS['english_probe_vs_teacher']:.0%} of the teacher",
-                                           "met": ratio >= TARGETS["english_probe_vs_teacher"]}
+        out["english_probe_vs_teacher"] = {
+            "value": ratio,
+            "target": f">= {TARGETS['english_probe_vs_teacher']:.0%} of the teacher",
+            "met": ratio >= TARGETS["english_probe_vs_teacher"],
+        }
     return out
 
 
-def run_benchmark(*, config: Path, data_dir: Path, out: Path, work_dir: Path, e5_path: Path, quick: bool = False,
-                  progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmark(
+    *,
+    config: Path,
+    data_dir: Path,
+    out: Path,
+    work_dir: Path,
+    e5_path: Path,
+    quick: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
     if not (data_dir / "flores200" / "eng_Latn.devtest").is_file():
-        raise FileNotFoundError(f"{data_dir}/flores200/eng_Latn.devtest not found; pass --data-dir pointing at the shared data")
+        raise FileNotFoundError(
+            f"{data_dir}/flores200/eng_Latn.devtest not found; pass --data-dir pointing at the shared data"
+        )
     if not (e5_path / "config.json").is_file():
         from ..models.e5_import import import_e5_small
 
@@ -110,13 +145,13 @@ def run_benchmark(*, config: Path, data_dir: Path, out: Path, work_dir: Path, e5
             "recipe": str(config),
             "teacher": cfg.teacher.path,
             "student": f"{len(cfg.student.layers)} layers {cfg.student.layers} of {cfg.student.base}, vocabulary "
-                       "trimmed to the training text, trained with MSE to the teacher's embedding of the English side",
+            "trimmed to the training text, trained with MSE to the teacher's embedding of the English side",
             "retrieval": "FLORES-200 devtest, nearest neighbour by cosine among all sentences of the other side",
             "mse": "held-out training-distribution pairs; reference models (other embedding space) have none",
             "probe": "logistic regression on standardised embeddings of English MARC reviews (1-2 stars negative, "
-                     "4-5 positive, 3 dropped), applied to es/zh test reviews",
+            "4-5 positive, 3 dropped), applied to es/zh test reviews",
             "speed": f"{cfg.evaluate.threads} threads, median of {cfg.evaluate.repeats}, the same 32 FLORES sentences "
-                     "for every model (each with its own tokenizer and prefix)",
+            "for every model (each with its own tokenizer and prefix)",
             "quick_caps": QUICK if quick else None,
             "epochs": cfg.train.epochs,
         },

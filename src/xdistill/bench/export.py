@@ -52,20 +52,32 @@ def _marc_config(data_dir: Path, work_dir: Path, quick: bool) -> tuple[Any, Path
     return _config(raw), path
 
 
-def classifier_row(model: LoadedModel, name: str, fmt: str, test: dict[str, list], threads: int = 2,
-                   accuracy: bool = True) -> dict[str, Any]:
+def classifier_row(
+    model: LoadedModel, name: str, fmt: str, test: dict[str, list], threads: int = 2, accuracy: bool = True
+) -> dict[str, Any]:
     per_lang = {}
     for lang, examples in test.items() if accuracy else ():
         pred = model.logits([e.text for e in examples], batch_size=64).argmax(-1)
         per_lang[lang] = 100.0 * float(np.mean(pred == np.array([e.label for e in examples])))
     sample = next(iter(test.values()))[:32]
-    ids = encode_texts(model.tokenizer, [e.text for e in sample], prefix=model.info.get("text_prefix", "") or "",
-                       max_length=int(model.info.get("max_length", 128)))
+    ids = encode_texts(
+        model.tokenizer,
+        [e.text for e in sample],
+        prefix=model.info.get("text_prefix", "") or "",
+        max_length=int(model.info.get("max_length", 128)),
+    )
     batches = {bs: pad_ids((ids * (bs // len(ids) + 1))[:bs], pad_token_id(model.tokenizer)) for bs in (1, 32)}
     speed = measure_speed(lambda bs: model.backend(*batches[bs]), batch_sizes=(1, 32), threads=threads, repeats=5)
-    return {"model": name, "format": fmt, "metric": "accuracy" if accuracy else "speed and size only",
-            "value": float(np.mean(list(per_lang.values()))) if per_lang else None, "per_language": per_lang, "disk_mb": disk_mb(model.folder), "latency_ms_b1": speed["latency_ms_b1"],
-            "throughput_b32": speed["throughput_b32"]}
+    return {
+        "model": name,
+        "format": fmt,
+        "metric": "accuracy" if accuracy else "speed and size only",
+        "value": float(np.mean(list(per_lang.values()))) if per_lang else None,
+        "per_language": per_lang,
+        "disk_mb": disk_mb(model.folder),
+        "latency_ms_b1": speed["latency_ms_b1"],
+        "throughput_b32": speed["throughput_b32"],
+    }
 
 
 def translator_row(model: LoadedModel, name: str, fmt: str, pairs, target: str, threads: int = 2) -> dict[str, Any]:
@@ -77,10 +89,21 @@ def translator_row(model: LoadedModel, name: str, fmt: str, pairs, target: str, 
     hyps = model.translate([p.source for p in pairs], beam=1, batch_size=32)
     chrf = translation_scores(hyps, [p.target for p in pairs], target)["chrf"]
     batch = [p.source for p in pairs[:32]]
-    speed = measure_speed(lambda bs: model.backend.translate(batch[:bs], beam=1, batch_size=32),
-                          batch_sizes=(1, 32), threads=threads, repeats=3)
-    return {"model": name, "format": fmt, "metric": "chrf", "value": chrf, "disk_mb": disk_mb(model.folder),
-            "latency_ms_b1": speed["latency_ms_b1"], "throughput_b32": speed["throughput_b32"]}
+    speed = measure_speed(
+        lambda bs: model.backend.translate(batch[:bs], beam=1, batch_size=32),
+        batch_sizes=(1, 32),
+        threads=threads,
+        repeats=3,
+    )
+    return {
+        "model": name,
+        "format": fmt,
+        "metric": "chrf",
+        "value": chrf,
+        "disk_mb": disk_mb(model.folder),
+        "latency_ms_b1": speed["latency_ms_b1"],
+        "throughput_b32": speed["throughput_b32"],
+    }
 
 
 def _free_port() -> int:
@@ -95,8 +118,12 @@ def load_test_serve(model_dir: Path, texts: list[str], *, clients: int, seconds:
 
     port = _free_port()
     env = {**os.environ, "XDISTILL_NO_PROGRESS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "xdistill", "serve", str(model_dir), "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "xdistill", "serve", str(model_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -140,14 +167,31 @@ def load_test_serve(model_dir: Path, texts: list[str], *, clients: int, seconds:
         server.terminate()
         server.wait(timeout=30)
     ms = sorted(1000 * x for x in latencies)
-    return {"clients": clients, "seconds": wall, "requests": len(ms), "requests_per_s": len(ms) / wall,
-            "p50_ms": statistics.median(ms) if ms else None,
-            "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None, "errors": errors[0]}
+    return {
+        "clients": clients,
+        "seconds": wall,
+        "requests": len(ms),
+        "requests_per_s": len(ms) / wall,
+        "p50_ms": statistics.median(ms) if ms else None,
+        "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None,
+        "errors": errors[0],
+    }
 
 
-def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, marc_student: Path, marc_teacher: Path,
-                  mt_students: dict[str, Path], quick: bool = False, clients: int = 32, seconds: float = 30.0,
-                  mt_only: bool = False, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmark(
+    *,
+    data_dir: Path,
+    out: Path,
+    work_dir: Path,
+    marc_student: Path,
+    marc_teacher: Path,
+    mt_students: dict[str, Path],
+    quick: bool = False,
+    clients: int = 32,
+    seconds: float = 30.0,
+    mt_only: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
     from ..data.splits import load_test
 
     if mt_only:
@@ -161,15 +205,22 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, marc_student: Pa
     test = load_test(cfg)
     # The teacher's speed is measured here too, in the same process as the students' (its accuracy
     # is in bench/results/marc.json).
-    results["rows"].append(classifier_row(load_model(marc_teacher), "marc-teacher", "pytorch-fp32", test,
-                                          accuracy=False))
+    results["rows"].append(
+        classifier_row(load_model(marc_teacher), "marc-teacher", "pytorch-fp32", test, accuracy=False)
+    )
     echo("[export] MARC student: pytorch-fp32")
     results["rows"].append(classifier_row(load_model(marc_student), "marc-student", "pytorch-fp32", test))
     exports = {}
     for fmt, quantize in (("onnx-fp32", None), ("onnx-int8", "int8")):
         echo(f"[export] MARC student: {fmt}")
-        res = export_model(marc_student, "onnx", work_dir / f"marc-student-{fmt}", quantize=quantize,
-                           eval_config=eval_config, max_drop=TARGETS["int8_max_loss_points"])
+        res = export_model(
+            marc_student,
+            "onnx",
+            work_dir / f"marc-student-{fmt}",
+            quantize=quantize,
+            eval_config=eval_config,
+            max_drop=TARGETS["int8_max_loss_points"],
+        )
         exports[fmt] = res.to_dict()
         row = classifier_row(load_model(work_dir / f"marc-student-{fmt}"), "marc-student", fmt, test)
         row["export"] = {"parity": res.parity, "gate": res.gate}
@@ -178,23 +229,35 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, marc_student: Pa
     _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
     echo(f"[export] serve load test: {clients} clients, {seconds:g} s")
     reviews = [e.text for exs in test.values() for e in exs][:2000]
-    results["serve"] = {"model": "marc-student onnx-int8",
-                        **load_test_serve(work_dir / "marc-student-onnx-int8", reviews, clients=clients, seconds=seconds)}
+    results["serve"] = {
+        "model": "marc-student onnx-int8",
+        **load_test_serve(work_dir / "marc-student-onnx-int8", reviews, clients=clients, seconds=seconds),
+    }
     results["targets"] = check_targets(results["rows"])
     results["wall_seconds"] = time.perf_counter() - start
     atomic_write_json(out, results)
     return results
 
 
-def _measure_mt(results: dict[str, Any], mt_students: dict[str, Path], *, data_dir: Path, work_dir: Path, quick: bool,
-                out: Path, echo: Callable[[str], None]) -> None:
+def _measure_mt(
+    results: dict[str, Any],
+    mt_students: dict[str, Path],
+    *,
+    data_dir: Path,
+    work_dir: Path,
+    quick: bool,
+    out: Path,
+    echo: Callable[[str], None],
+) -> None:
     """PyTorch fp32 vs CTranslate2 int8 rows for each translation student, on FLORES-200 devtest."""
     from ..config import load_config
     from ..data.mt_data import load_test_sets
 
     for pair, folder in mt_students.items():
-        mt_cfg = load_config(Path("configs") / ("mt-en-es-apertium.yaml" if pair == "en-es" else "mt-en-zh-teacher.yaml"),
-                             [f"data.dir={data_dir}"] + (["mt.max_eval_pairs=200"] if quick else []))
+        mt_cfg = load_config(
+            Path("configs") / ("mt-en-es-apertium.yaml" if pair == "en-es" else "mt-en-zh-teacher.yaml"),
+            [f"data.dir={data_dir}"] + (["mt.max_eval_pairs=200"] if quick else []),
+        )
         pairs = load_test_sets(mt_cfg)["flores"]
         target = mt_cfg.data.target_langs[0]
         echo(f"[export] {pair}: pytorch-fp32 and ct2-int8")
@@ -206,8 +269,9 @@ def _measure_mt(results: dict[str, Any], mt_students: dict[str, Path], *, data_d
         atomic_write_json(out, results)
 
 
-def _add_mt_rows(out: Path, mt_students: dict[str, Path], *, data_dir: Path, work_dir: Path, quick: bool,
-                 echo: Callable[[str], None]) -> dict[str, Any]:
+def _add_mt_rows(
+    out: Path, mt_students: dict[str, Path], *, data_dir: Path, work_dir: Path, quick: bool, echo: Callable[[str], None]
+) -> dict[str, Any]:
     """``--mt-only``: re-measure the translation rows of an existing results file, keep the rest."""
     if not out.is_file():
         raise XdistillError(f"--mt-only adds to an existing {out}; run `xdistill bench export` without it first")
@@ -227,21 +291,38 @@ def _add_mt_rows(out: Path, mt_students: dict[str, Path], *, data_dir: Path, wor
 
 def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by = {(r["model"], r["format"]): r for r in rows}
-    fp32, int8, teacher = by.get(("marc-student", "pytorch-fp32")), by.get(("marc-student", "onnx-int8")), \
-        by.get(("marc-teacher", "pytorch-fp32"))
+    fp32, int8, teacher = (
+        by.get(("marc-student", "pytorch-fp32")),
+        by.get(("marc-student", "onnx-int8")),
+        by.get(("marc-teacher", "pytorch-fp32")),
+    )
     out: dict[str, Any] = {}
     if fp32 and int8:
         loss = fp32["value"] - int8["value"]
-        out["int8_accuracy_loss"] = {"value": loss, "target": "<= 0.5 points", "met": loss <= TARGETS["int8_max_loss_points"]}
+        out["int8_accuracy_loss"] = {
+            "value": loss,
+            "target": "<= 0.5 points",
+            "met": loss <= TARGETS["int8_max_loss_points"],
+        }
         speedup = int8["throughput_b32"] / fp32["throughput_b32"]
-        out["int8_speedup_vs_fp32"] = {"value": speedup, "target": ">= 2x", "met": speedup >= TARGETS["int8_speedup_vs_fp32"]}
+        out["int8_speedup_vs_fp32"] = {
+            "value": speedup,
+            "target": ">= 2x",
+            "met": speedup >= TARGETS["int8_speedup_vs_fp32"],
+        }
     if int8 and teacher:
         ratio = int8["disk_mb"] / teacher["disk_mb"]
-        out["int8_disk_vs_teacher"] = {"value": ratio, "target": "<= 1/15 (0.067)", "met": ratio <= TARGETS["int8_disk_vs_teacher"]}
+        out["int8_disk_vs_teacher"] = {
+            "value": ratio,
+            "target": "<= 1/15 (0.067)",
+            "met": ratio <= TARGETS["int8_disk_vs_teacher"],
+        }
     if fp32 and teacher and teacher.get("throughput_b32"):
-        out["fp32_student_speedup_vs_teacher"] = {"value": fp32["throughput_b32"] / teacher["throughput_b32"],
-                                                  "target": ">= 5x (issue 3)",
-                                                  "met": fp32["throughput_b32"] >= 5 * teacher["throughput_b32"]}
+        out["fp32_student_speedup_vs_teacher"] = {
+            "value": fp32["throughput_b32"] / teacher["throughput_b32"],
+            "target": ">= 5x (issue 3)",
+            "met": fp32["throughput_b32"] >= 5 * teacher["throughput_b32"],
+        }
     for (model, fmt), row in by.items():
         if fmt == "ct2-int8":
             ref = by.get((model, "pytorch-fp32"))
@@ -256,15 +337,22 @@ def _mt_provenance(results: dict[str, Any]) -> str:
     mt_machine = results.get("mt_machine")
     if not mt_machine:
         return ""
-    return (f" The translation (mt-*) rows were re-measured with `--mt-only` on {mt_machine['cpu']} "
-            f"in {results.get('mt_wall_seconds', 0) / 60:.1f} min.")
+    return (
+        f" The translation (mt-*) rows were re-measured with `--mt-only` on {mt_machine['cpu']} "
+        f"in {results.get('mt_wall_seconds', 0) / 60:.1f} min."
+    )
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    lines = [f"### Export{' (quick)' if results.get('quick') else ''}", "",
-             f"Machine: {results['machine']['cpu']}; wall time {results.get('wall_seconds', 0) / 60:.1f} min."
-             + _mt_provenance(results), "",
-             "| model | format | metric | value | disk MB | ms b1 | b32 /s |", "| --- | --- | --- | --: | --: | --: | --: |"]
+    lines = [
+        f"### Export{' (quick)' if results.get('quick') else ''}",
+        "",
+        f"Machine: {results['machine']['cpu']}; wall time {results.get('wall_seconds', 0) / 60:.1f} min."
+        + _mt_provenance(results),
+        "",
+        "| model | format | metric | value | disk MB | ms b1 | b32 /s |",
+        "| --- | --- | --- | --: | --: | --: | --: |",
+    ]
     for r in results["rows"]:
         value = "–" if r.get("value") is None else f"{r['value']:.2f}"
         lat = "–" if r.get("latency_ms_b1") is None else f"{r['latency_ms_b1']:.1f}"
@@ -272,9 +360,12 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {r['format']} | {r['metric']} | {value} | {r['disk_mb']:.1f} | {lat} | {thr} |")
     s = results.get("serve")
     if s:
-        lines += ["", f"`xdistill serve` ({s['model']}), {s['clients']} clients for {s['seconds']:.0f} s on loopback: "
-                      f"{s['requests_per_s']:.1f} requests/s, p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, "
-                      f"{s['errors']} errors."]
+        lines += [
+            "",
+            f"`xdistill serve` ({s['model']}), {s['clients']} clients for {s['seconds']:.0f} s on loopback: "
+            f"{s['requests_per_s']:.1f} requests/s, p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, "
+            f"{s['errors']} errors.",
+        ]
     for name, t in results.get("targets", {}).items():
         lines.append(f"- {name}: {t['value']:.3g} (target {t['target']}): {'met' if t['met'] else 'MISSED'}")
     return "\n".join(lines) + "\n"

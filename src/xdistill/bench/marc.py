@@ -45,10 +45,16 @@ EMBEDDING_WEIGHT = 5.0
 ROWS: dict[str, dict[str, Any]] = {
     "student-nokd": {"distill": {"use_teacher": False, "transfer": "unsupervised", "embedding_weight": 0.0}},
     "student-unsupervised": {"distill": {"transfer": "unsupervised"}, "train": {"also_select_langs": ["targets"]}},
-    "student-semi-16": {"distill": {"transfer": "semi", "k_per_class": 16}, "train": {"select_lang": "targets"},
-                        "data": {"dev_per_class": 16}},
-    "student-semi-256": {"distill": {"transfer": "semi", "k_per_class": 256}, "train": {"select_lang": "targets"},
-                         "data": {"dev_per_class": 256}},
+    "student-semi-16": {
+        "distill": {"transfer": "semi", "k_per_class": 16},
+        "train": {"select_lang": "targets"},
+        "data": {"dev_per_class": 16},
+    },
+    "student-semi-256": {
+        "distill": {"transfer": "semi", "k_per_class": 256},
+        "train": {"select_lang": "targets"},
+        "data": {"dev_per_class": 256},
+    },
     "student-supervised": {
         "distill": {"transfer": "supervised", "use_unlabelled": False},
         "train": {"select_lang": "targets"},
@@ -57,17 +63,33 @@ ROWS: dict[str, dict[str, Any]] = {
 }
 
 # How many student recipes were tried on dev before this one (say so, since a best-of-N on test flatters).
-RECIPES_TRIED = ("1 this round (all target pools, 2 epochs, layers [0, 11]; chosen on principle, not tuned); "
-                 "the previous round's recipe used 2,500 reviews per pool")
+RECIPES_TRIED = (
+    "1 this round (all target pools, 2 epochs, layers [0, 11]; chosen on principle, not tuned); "
+    "the previous round's recipe used 2,500 reviews per pool"
+)
 
 # Sizes: full vs --quick (subsets, one teacher epoch; numbers may be worse, the JSON has the same shape).
 BUDGETS = {
     # All of each unlabelled target pool (~11k reviews a language after the leak checks): the teacher's
     # outputs are cached, so more target text costs student steps only.
-    "full": {"max_train": 3000, "max_unlabelled": None, "max_target_labelled": 2500, "max_dev": None,
-             "max_test": None, "teacher_epochs": 1.0, "student_epochs": 2.0},
-    "quick": {"max_train": 600, "max_unlabelled": 500, "max_target_labelled": 500, "max_dev": 300,
-              "max_test": 500, "teacher_epochs": 1.0, "student_epochs": 1.0},
+    "full": {
+        "max_train": 3000,
+        "max_unlabelled": None,
+        "max_target_labelled": 2500,
+        "max_dev": None,
+        "max_test": None,
+        "teacher_epochs": 1.0,
+        "student_epochs": 2.0,
+    },
+    "quick": {
+        "max_train": 600,
+        "max_unlabelled": 500,
+        "max_target_labelled": 500,
+        "max_dev": 300,
+        "max_test": 500,
+        "teacher_epochs": 1.0,
+        "student_epochs": 1.0,
+    },
 }
 
 
@@ -102,8 +124,14 @@ def base_config(data_dir: Path, work_dir: Path, teacher_path: Path, variant: str
         },
         "student": {"init": "teacher", "layers": STUDENT_LAYERS, "trim_vocab": True},
         "distill": {"temperature": 2.0, "alpha": 0.5, "embedding_weight": EMBEDDING_WEIGHT},
-        "train": {"epochs": budget["student_epochs"], "batch_size": 32, "lr": STUDENT_LR, "warmup_ratio": 0.06,
-                  "eval_batch_size": 64, "select_lang": "en"},
+        "train": {
+            "epochs": budget["student_epochs"],
+            "batch_size": 32,
+            "lr": STUDENT_LR,
+            "warmup_ratio": 0.06,
+            "eval_batch_size": 64,
+            "select_lang": "en",
+        },
         "evaluate": {"split": "test", "threads": 2, "repeats": 5},
     }
 
@@ -171,19 +199,46 @@ def _row(name: str, variant: str, seeds: list[int], entries: list[dict[str, Any]
         values = [e[key] for e in entries if key in e]
         if values:
             row[key], row[f"{key}_std"] = float(np.median(values)), _sample_std(values)
-    row["per_seed"] = [{"seed": s, "metrics": e["metrics"], "best_dev": e.get("best_dev"), "steps": e.get("steps"),
-                        "train_seconds": e.get("train_seconds"), "commit": e.get("commit"),
-                        **{k: e[k] for k in ("latency_ms_b1", "throughput_b32", "speedup_b1", "speedup_b32",
-                                             "speed_samples_ms", "speed_iqr_ms") if k in e}}
-                       for s, e in zip(seeds, entries)]
+    row["per_seed"] = [
+        {
+            "seed": s,
+            "metrics": e["metrics"],
+            "best_dev": e.get("best_dev"),
+            "steps": e.get("steps"),
+            "train_seconds": e.get("train_seconds"),
+            "commit": e.get("commit"),
+            **{
+                k: e[k]
+                for k in (
+                    "latency_ms_b1",
+                    "throughput_b32",
+                    "speedup_b1",
+                    "speedup_b32",
+                    "speed_samples_ms",
+                    "speed_iqr_ms",
+                )
+                if k in e
+            },
+        }
+        for s, e in zip(seeds, entries)
+    ]
     if entries and "config" in entries[0]:
         row["config"] = entries[0]["config"]  # the resolved config of the first seed (the others differ in seed)
     return row
 
 
 def run_variant(
-    variant: str, *, data_dir: Path, work_dir: Path, teacher_path: Path, seeds: list[int], quick: bool,
-    rows: list[str], progress: bool, echo: Callable[[str], None], overrides: list[str] = (),
+    variant: str,
+    *,
+    data_dir: Path,
+    work_dir: Path,
+    teacher_path: Path,
+    seeds: list[int],
+    quick: bool,
+    rows: list[str],
+    progress: bool,
+    echo: Callable[[str], None],
+    overrides: list[str] = (),
     on_row: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
 ) -> list[dict[str, Any]]:
     budget = BUDGETS["quick" if quick else "full"]
@@ -195,8 +250,9 @@ def run_variant(
     if not stage_done(teacher_cfg, "teacher"):
         echo(f"[{variant}] fine-tuning the teacher")
         result = train_teacher(teacher_cfg, progress=progress)
-        _mark_done(teacher_cfg, "teacher", {"best_dev": result.best_score, "steps": result.steps,
-                                            "seconds": result.seconds})
+        _mark_done(
+            teacher_cfg, "teacher", {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds}
+        )
     t_folder = teacher_dir(teacher_cfg)
     test = load_test(teacher_cfg)
     languages = list(test)
@@ -214,8 +270,16 @@ def run_variant(
             cfg = row_config(base, row, seed, work_dir, variant, t_folder)
             if not stage_done(cfg, "student"):
                 fit_result = distill_student(cfg, progress=progress)
-                _mark_done(cfg, "student", {"best_dev": fit_result.best_score, "also_best": fit_result.also_best,
-                                            "steps": fit_result.steps, "seconds": fit_result.seconds})
+                _mark_done(
+                    cfg,
+                    "student",
+                    {
+                        "best_dev": fit_result.best_score,
+                        "also_best": fit_result.also_best,
+                        "steps": fit_result.steps,
+                        "seconds": fit_result.seconds,
+                    },
+                )
             entry, pred = evaluate_classifier(cfg, row, student_dir(cfg), test, progress=progress)
             add_agreement(entry, pred, t_pred)
             entry.update(_provenance(cfg, "student"))
@@ -240,8 +304,13 @@ def run_variant(
 def _provenance(cfg: RunConfig, stage: str) -> dict[str, Any]:
     """What a sceptical reader needs to trace a row: the code, the resolved config, the selection."""
     record = _stage_record(cfg, stage)
-    return {"commit": code_version()["commit"], "config": cfg.to_dict(), "best_dev": record.get("best_dev"),
-            "steps": record.get("steps"), "train_seconds": record.get("seconds")}
+    return {
+        "commit": code_version()["commit"],
+        "config": cfg.to_dict(),
+        "best_dev": record.get("best_dev"),
+        "steps": record.get("steps"),
+        "train_seconds": record.get("seconds"),
+    }
 
 
 def _stage_record(cfg: RunConfig, stage: str) -> dict[str, Any]:
@@ -281,12 +350,23 @@ def _acc_line(row: dict) -> str:
 
 
 def run_benchmark(
-    *, data_dir: Path, out: Path, work_dir: Path, teacher_path: Path, seeds: int = 3, quick: bool = False,
-    variants: list[str] = ("binary",), rows: list[str] | None = None, progress: bool = True,
-    echo: Callable[[str], None] = print, overrides: list[str] = (),
+    *,
+    data_dir: Path,
+    out: Path,
+    work_dir: Path,
+    teacher_path: Path,
+    seeds: int = 3,
+    quick: bool = False,
+    variants: list[str] = ("binary",),
+    rows: list[str] | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    overrides: list[str] = (),
 ) -> dict[str, Any]:
     if not (data_dir / "marc" / "train_pool_en.csv").is_file():
-        raise FileNotFoundError(f"{data_dir}/marc/train_pool_en.csv not found; pass --data-dir pointing at the shared data")
+        raise FileNotFoundError(
+            f"{data_dir}/marc/train_pool_en.csv not found; pass --data-dir pointing at the shared data"
+        )
     if not (teacher_path / "config.json").is_file():
         from ..models.e5_import import import_e5_small
 
@@ -300,15 +380,15 @@ def run_benchmark(
         "machine": machine_info(),
         "protocol": {
             "teacher": "multilingual-e5-small fine-tuned on English (train_pool_en minus seed13 dev ids), "
-                       "selected on English dev",
+            "selected on English dev",
             "student": f"{len(STUDENT_LAYERS)} layers copied from teacher layers {STUDENT_LAYERS}, "
-                       "vocabulary trimmed to the pieces of the student's training text",
+            "vocabulary trimmed to the pieces of the student's training text",
             "unsupervised_data": "English labelled data + es/zh train-pool texts as unlabelled text (no parallel data)",
             "no_kd_baseline": "same architecture, vocabulary (trimmed on the same texts, targets included) and steps "
-                              "as student-unsupervised; only the teacher signal goes",
+            "as student-unsupervised; only the teacher signal goes",
             "few_label_selection": "semi-k rows select on the first k dev rows per class of each target language",
             "speed": "teacher and each student timed interleaved in one window per seed, same inputs drawn in turn "
-                     "from every test language, median of evaluate.repeats timed runs at batch 1 and 32, 2 threads",
+            "from every test language, median of evaluate.repeats timed runs at batch 1 and 32, 2 threads",
             "recipes_tried": RECIPES_TRIED,
             "budget": BUDGETS["quick" if quick else "full"],
             "overrides": list(overrides),
@@ -327,11 +407,21 @@ def run_benchmark(
         atomic_write_json(out, results)
 
     for variant in variants:
-        done.extend(run_variant(
-            variant, data_dir=data_dir, work_dir=work_dir, teacher_path=teacher_path, seeds=seed_list,
-            quick=quick, rows=rows or list(ROWS), progress=progress, echo=echo, overrides=overrides,
-            on_row=save_partial,
-        ))
+        done.extend(
+            run_variant(
+                variant,
+                data_dir=data_dir,
+                work_dir=work_dir,
+                teacher_path=teacher_path,
+                seeds=seed_list,
+                quick=quick,
+                rows=rows or list(ROWS),
+                progress=progress,
+                echo=echo,
+                overrides=overrides,
+                on_row=save_partial,
+            )
+        )
     results["rows"] = done
     results["complete"] = True
     results["wall_seconds"] = time.perf_counter() - start
@@ -355,9 +445,15 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [
         f"### MARC {'(quick)' if results.get('quick') else ''}".rstrip(),
         "",
-        *(["**Partial run**: the run was stopped before every row finished; rows missing below were not "
-           "measured. Re-running the same command skips the students already trained.", ""]
-          if results.get("complete") is False else []),
+        *(
+            [
+                "**Partial run**: the run was stopped before every row finished; rows missing below were not "
+                "measured. Re-running the same command skips the students already trained.",
+                "",
+            ]
+            if results.get("complete") is False
+            else []
+        ),
         f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; "
         f"wall time {results.get('wall_seconds', 0) / 60:.1f} min; seeds {results['protocol']['seeds']}.",
         "",
@@ -370,12 +466,14 @@ def markdown_table(results: dict[str, Any]) -> str:
         "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
     ]
     for row in results["rows"]:
+
         def cell(lang: str, row=row) -> str:
             mean = row["accuracy"].get(lang)
             std = row.get("accuracy_std", {}).get(lang)
             if mean is None:
                 return "–"
             return f"{mean:.1f} ± {std:.1f}" if std and len(row["seeds"]) > 1 else f"{mean:.1f}"
+
         sel = row.get("target_dev_selection")
         sel_cell = f"{sel['accuracy']['es']:.1f} / {sel['accuracy']['zh']:.1f}" if sel else "–"
         lines.append(

@@ -36,11 +36,22 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # Word-level KD last: it runs the teacher beside the student, the slowest row.
     # en-zh: the seq-KD students train on teacher translations + references for 1 epoch, the
     # reference student on the references for 2: the same number of steps (pairs x epochs).
-    "en-zh": {"student-seqkd": {}, "student-ref": {"distill": {"use_teacher": False}, "train": {"epochs": 2}},
-              "student-seqkd-wordkd": {"mt": {"word_kd_weight": 0.5}}},
+    "en-zh": {
+        "student-seqkd": {},
+        "student-ref": {"distill": {"use_teacher": False}, "train": {"epochs": 2}},
+        "student-seqkd-wordkd": {"mt": {"word_kd_weight": 0.5}},
+    },
 }
-QUICK = {"max_pairs": 400, "max_lines": 300, "max_eval_pairs": 50, "epochs": 1, "teacher_epochs": 1,
-         "dev_pairs": 50, "repeats": 1, "max_length": 64}
+QUICK = {
+    "max_pairs": 400,
+    "max_lines": 300,
+    "max_eval_pairs": 50,
+    "epochs": 1,
+    "teacher_epochs": 1,
+    "dev_pairs": 50,
+    "repeats": 1,
+    "max_length": 64,
+}
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -50,8 +61,9 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def pair_config(pair: str, variant: str, *, data_dir: Path, work_dir: Path, quick: bool,
-                speed: bool = True) -> RunConfig:
+def pair_config(
+    pair: str, variant: str, *, data_dir: Path, work_dir: Path, quick: bool, speed: bool = True
+) -> RunConfig:
     recipe = Path(RECIPES[pair])
     if not recipe.is_file():
         raise XdistillError(f"benchmark recipe not found: {recipe} (run from the project root)")
@@ -116,18 +128,32 @@ def keep_other_pairs(results: dict[str, Any], out: Path, pairs: list[str]) -> No
         if pair in old.get("data", {}):
             results["data"][pair] = old["data"][pair]
         results["runs"][pair] = old.get("runs", {}).get(pair) or {
-            "machine": old.get("machine"), "wall_seconds_whole_run": old.get("wall_seconds"),
-            "skipped": old.get("skipped", [])}
+            "machine": old.get("machine"),
+            "wall_seconds_whole_run": old.get("wall_seconds"),
+            "skipped": old.get("skipped", []),
+        }
         results["runs"][pair]["kept_from_an_earlier_run"] = True
 
 
 def _rows(pair: str, name: str, model: dict[str, Any], cost: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    return [{"name": name, "pair": pair, "testset": test, "bleu": s["bleu"], "chrf": s["chrf"],
-             "bleu_signature": s["bleu_signature"], "chrf_signature": s["chrf_signature"], "beam": model["beam"],
-             "params_total": model.get("params_total"), "disk_mb": model.get("disk_mb"),
-             "sentences_per_s": model.get("sentences_per_s"), **(cost or {}),
-             **{k: v for k, v in model.items() if k.startswith(("sentences_per_s_", "tokens_per_s_"))}}
-            for test, s in model["tests"].items()]
+    return [
+        {
+            "name": name,
+            "pair": pair,
+            "testset": test,
+            "bleu": s["bleu"],
+            "chrf": s["chrf"],
+            "bleu_signature": s["bleu_signature"],
+            "chrf_signature": s["chrf_signature"],
+            "beam": model["beam"],
+            "params_total": model.get("params_total"),
+            "disk_mb": model.get("disk_mb"),
+            "sentences_per_s": model.get("sentences_per_s"),
+            **(cost or {}),
+            **{k: v for k, v in model.items() if k.startswith(("sentences_per_s_", "tokens_per_s_"))},
+        }
+        for test, s in model["tests"].items()
+    ]
 
 
 def ct2_int8_model(cfg: RunConfig, folder: Path, pytorch: dict[str, Any]) -> dict[str, Any]:
@@ -144,29 +170,55 @@ def ct2_int8_model(cfg: RunConfig, folder: Path, pytorch: dict[str, Any]) -> dic
     export_model(student_dir(cfg), "ctranslate2", folder, quantize="int8")
     model = load_model(folder, threads=cfg.evaluate.threads)
     beam, target = cfg.mt.eval_beam, cfg.data.target_langs[0]
-    entry: dict[str, Any] = {"beam": beam, "tests": {}, "params_total": pytorch.get("params_total"),
-                             "disk_mb": disk_mb(folder)}
+    entry: dict[str, Any] = {
+        "beam": beam,
+        "tests": {},
+        "params_total": pytorch.get("params_total"),
+        "disk_mb": disk_mb(folder),
+    }
     tests = load_test_sets(cfg)
     for name, pairs in tests.items():
         hyps = model.translate([p.source for p in pairs], beam=beam, batch_size=cfg.mt.eval_batch_size)
         entry["tests"][name] = {"sentences": len(pairs), **translation_scores(hyps, [p.target for p in pairs], target)}
     pool = speed_batch([p.source for p in next(iter(tests.values()))])
-    timing = measure_speed(lambda bs: model.translate(pool[:bs], beam=beam, batch_size=SPEED_BATCH),
-                           batch_sizes=(SPEED_BATCH,), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
+    timing = measure_speed(
+        lambda bs: model.translate(pool[:bs], beam=beam, batch_size=SPEED_BATCH),
+        batch_sizes=(SPEED_BATCH,),
+        threads=cfg.evaluate.threads,
+        repeats=cfg.evaluate.repeats,
+    )
     entry["sentences_per_s"] = timing[f"throughput_b{SPEED_BATCH}"]
     return entry
 
 
-def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str], quick: bool = False,
-                  skip: list[str] = (), speed: bool = True, progress: bool = True,
-                  echo: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmark(
+    *,
+    data_dir: Path,
+    out: Path,
+    work_dir: Path,
+    pairs: list[str],
+    quick: bool = False,
+    skip: list[str] = (),
+    speed: bool = True,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
     if "en-es" in pairs and not shutil.which("apertium"):
-        raise XdistillError("the en-es benchmark needs Apertium: `apt-get install apertium-eng-spa` "
-                            "(or run only --pair en-zh)")
+        raise XdistillError(
+            "the en-es benchmark needs Apertium: `apt-get install apertium-eng-spa` (or run only --pair en-zh)"
+        )
     start = time.perf_counter()
-    results: dict[str, Any] = {"benchmark": "mt", "quick": quick, "machine": machine_info(), "rows": [],
-                               "data": {}, "runs": {}, "skipped": list(skip), "speed_measured": speed,
-                               "complete": False}
+    results: dict[str, Any] = {
+        "benchmark": "mt",
+        "quick": quick,
+        "machine": machine_info(),
+        "rows": [],
+        "data": {},
+        "runs": {},
+        "skipped": list(skip),
+        "speed_measured": speed,
+        "complete": False,
+    }
     keep_other_pairs(results, out, pairs)
 
     def save() -> None:
@@ -198,8 +250,12 @@ def run_benchmark(*, data_dir: Path, out: Path, work_dir: Path, pairs: list[str]
                 echo(f"[{pair}] {variant}: CTranslate2 int8 export")
                 ct2 = ct2_int8_model(cfg, work_dir / pair / "student-seqkd-ct2-int8", res["models"]["student"])
                 results["rows"].extend(_rows(pair, "student-seqkd-ct2-int8", ct2))
-            results["runs"][pair] = {"machine": results["machine"], "speed_measured": speed, "skipped": list(skip),
-                                     "wall_seconds_this_invocation": time.perf_counter() - pair_start}
+            results["runs"][pair] = {
+                "machine": results["machine"],
+                "speed_measured": speed,
+                "skipped": list(skip),
+                "wall_seconds_this_invocation": time.perf_counter() - pair_start,
+            }
             save()
     results["targets"] = check_targets(results["rows"])
     results["complete"] = True
@@ -223,13 +279,18 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         if pair == "en-zh":
             gain = row["bleu"] - ref["bleu"]
-            out[f"{pair} {test}: seq-KD BLEU - reference-trained BLEU >= 1"] = {"value": round(gain, 2), "met": gain >= 1}
+            out[f"{pair} {test}: seq-KD BLEU - reference-trained BLEU >= 1"] = {
+                "value": round(gain, 2),
+                "met": gain >= 1,
+            }
             # Speed is measured once per model (on the first test set): every row of it carries it.
             teacher = by.get((pair, "teacher", test))
             if teacher and teacher.get("sentences_per_s") and row.get("sentences_per_s"):
                 speedup = row["sentences_per_s"] / teacher["sentences_per_s"]
                 out[f"{pair}: student sentences/s >= 5x teacher (PyTorch, batch 32)"] = {
-                    "value": round(speedup, 2), "met": speedup >= 5}
+                    "value": round(speedup, 2),
+                    "met": speedup >= 5,
+                }
         if pair == "en-es" and test == "flores":
             gain = row["chrf"] - ref["chrf"]
             out[f"{pair} {test}: seq-KD chrF > reference-trained chrF"] = {"value": round(gain, 2), "met": gain > 0}
@@ -237,40 +298,59 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    lines = [f"### Translation{' (quick)' if results.get('quick') else ''}", "",
-             f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; wall time of this "
-             f"invocation {results.get('wall_seconds', 0) / 60:.1f} min (stages an earlier invocation finished are "
-             "reused, not counted: the training minutes per pair are below).", "",
-             "| pair | test set | row | BLEU | chrF | params (M) | disk MB | sent/s (b32) | train steps |",
-             "| --- | --- | --- | --: | --: | --: | --: | --: | --: |"]
+    lines = [
+        f"### Translation{' (quick)' if results.get('quick') else ''}",
+        "",
+        f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; wall time of this "
+        f"invocation {results.get('wall_seconds', 0) / 60:.1f} min (stages an earlier invocation finished are "
+        "reused, not counted: the training minutes per pair are below).",
+        "",
+        "| pair | test set | row | BLEU | chrF | params (M) | disk MB | sent/s (b32) | train steps |",
+        "| --- | --- | --- | --: | --: | --: | --: | --: | --: |",
+    ]
     for r in results["rows"]:
         params = f"{r['params_total'] / 1e6:.1f}" if r.get("params_total") else "–"
         disk = f"{r['disk_mb']:.0f}" if r.get("disk_mb") else "–"
         sps = f"{r['sentences_per_s']:.1f}" if r.get("sentences_per_s") else "–"
         steps = f"{r['train_steps']:,}" if r.get("train_steps") else "–"
-        lines.append(f"| {r['pair']} | {r['testset']} | {r['name']} | {r['bleu']:.1f} | {r['chrf']:.1f} | "
-                     f"{params} | {disk} | {sps} | {steps} |")
+        lines.append(
+            f"| {r['pair']} | {r['testset']} | {r['name']} | {r['bleu']:.1f} | {r['chrf']:.1f} | "
+            f"{params} | {disk} | {sps} | {steps} |"
+        )
     for pair, why in (results.get("not_run") or {}).items():
         lines += ["", f"{pair}: {why}."]
     runs = results.get("runs") or {}
     for pair, run in runs.items():
         machine = (run.get("machine") or {}).get("cpu", "?")
         left_out = [v for v in run.get("skipped", []) if v in VARIANTS.get(pair, {})]
-        trained = {r["name"]: r["train_seconds"] for r in results["rows"] if r["pair"] == pair and r.get("train_seconds")}
-        lines += ["", f"{pair}: measured on {machine}"
-                  + (" (rows kept from an earlier run of the benchmark)" if run.get("kept_from_an_earlier_run") else "")
-                  + ("; training wall time " + ", ".join(f"{name} {sec / 60:.0f} min" for name, sec in trained.items())
-                     if trained else "")
-                  + (f"; {run['note']}" if run.get("note") else "")
-                  + (f"; rows left out (`--skip`): {', '.join(left_out)}" if left_out else "") + "."]
+        trained = {
+            r["name"]: r["train_seconds"] for r in results["rows"] if r["pair"] == pair and r.get("train_seconds")
+        }
+        lines += [
+            "",
+            f"{pair}: measured on {machine}"
+            + (" (rows kept from an earlier run of the benchmark)" if run.get("kept_from_an_earlier_run") else "")
+            + (
+                "; training wall time " + ", ".join(f"{name} {sec / 60:.0f} min" for name, sec in trained.items())
+                if trained
+                else ""
+            )
+            + (f"; {run['note']}" if run.get("note") else "")
+            + (f"; rows left out (`--skip`): {', '.join(left_out)}" if left_out else "")
+            + ".",
+        ]
     if results.get("skipped") and not runs:
         lines += ["", f"Rows left out of this run (`--skip`): {', '.join(results['skipped'])}."]
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "| --- | --: | --- |"]
-        lines += [f"| {name} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for name, t in results["targets"].items()]
+        lines += [
+            f"| {name} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for name, t in results["targets"].items()
+        ]
     for pair, data in results.get("data", {}).items():
         d = data["decontamination"]
         lines.append("")
-        lines.append(f"{pair}: decontamination removed {d['dropped_pairs']} reference pairs and "
-                     f"{d['dropped_monolingual']} monolingual sentences that occur in a test set.")
+        lines.append(
+            f"{pair}: decontamination removed {d['dropped_pairs']} reference pairs and "
+            f"{d['dropped_monolingual']} monolingual sentences that occur in a test set."
+        )
     return "\n".join(lines) + "\n"

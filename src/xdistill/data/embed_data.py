@@ -121,8 +121,9 @@ def load_embed_data(cfg: RunConfig) -> EmbedData:
         # another translation, say) would leak it into training: held_out_split drops them.
         split = held_out_split(distinct, [n_held, n_dev], seed, lang)
         heldout, dev = split.held_out
-        counts.update(heldout=len(heldout), dev=len(dev), train=len(split.train),
-                      dropped_heldout_overlap=split.dropped_overlap)
+        counts.update(
+            heldout=len(heldout), dev=len(dev), train=len(split.train), dropped_heldout_overlap=split.dropped_overlap
+        )
         # Training keeps file order (the loop shuffles); held-out sets keep a fixed order.
         data.train[lang] = [ParallelPair(s, t) for s, t in split.train]
         data.dev[lang] = [ParallelPair(s, t) for s, t in dev]
@@ -134,14 +135,20 @@ def load_embed_data(cfg: RunConfig) -> EmbedData:
     if src in cfg.data.unlabelled:
         path = cfg.data.unlabelled[src]
         c = cfg.data.columns
-        examples, _ = read_unlabelled(cfg.data.resolve(path), columns=ColumnsConfig(text=c.text, label=None),
-                                      lang=src, header=cfg.data.header)
+        examples, _ = read_unlabelled(
+            cfg.data.resolve(path), columns=ColumnsConfig(text=c.text, label=None), lang=src, header=cfg.data.header
+        )
         reserved = {text_key(p.source) for pairs in (*data.dev.values(), *data.heldout.values()) for p in pairs}
         texts = unique(e.text for e in examples)
         clean = [t for t in texts if text_key(t) not in banned and text_key(t) not in reserved]
         data.monolingual = seeded_subset(clean, cfg.data.max_unlabelled, seed, "mono")
-        mono = {"file": path, "read": len(examples), "duplicates": len(examples) - len(texts),
-                "dropped_eval_overlap": len(texts) - len(clean), "kept": len(data.monolingual)}
+        mono = {
+            "file": path,
+            "read": len(examples),
+            "duplicates": len(examples) - len(texts),
+            "dropped_eval_overlap": len(texts) - len(clean),
+            "kept": len(data.monolingual),
+        }
 
     data.summary = {
         "decontamination": {
@@ -165,8 +172,19 @@ def parallel_name(par: ParallelConfig) -> str:
 
 def _log_summary(summary: dict[str, Any]) -> None:
     d = summary["decontamination"]
-    log.info("decontamination: %d training pairs and %d monolingual texts dropped (they occur in the %d "
-             "evaluation texts)", d["dropped_pairs"], d["dropped_monolingual"], d["evaluation_texts"])
+    log.info(
+        "decontamination: %d training pairs and %d monolingual texts dropped (they occur in the %d evaluation texts)",
+        d["dropped_pairs"],
+        d["dropped_monolingual"],
+        d["evaluation_texts"],
+    )
     for lang, c in summary["languages"].items():
-        log.info("%s: %d training pairs, %d dev, %d held out (%d duplicates, %d sharing a side with a held-out pair)",
-                 lang, c["train"], c["dev"], c["heldout"], c["duplicates"], c["dropped_heldout_overlap"])
+        log.info(
+            "%s: %d training pairs, %d dev, %d held out (%d duplicates, %d sharing a side with a held-out pair)",
+            lang,
+            c["train"],
+            c["dev"],
+            c["heldout"],
+            c["duplicates"],
+            c["dropped_heldout_overlap"],
+        )

@@ -106,12 +106,11 @@ def held_out_split(
     held: list[list] = []
     start = 0
     for n in sizes:
-        held.append(order[start:start + n])
+        held.append(order[start : start + n])
         start += n
     taken = {item for part in held for item in part}
     reserved = {text_key(t) for part in held for item in part for t in texts(item)}
-    train = [item for item in items
-             if item not in taken and not any(text_key(t) in reserved for t in texts(item))]
+    train = [item for item in items if item not in taken and not any(text_key(t) in reserved for t in texts(item))]
     return HeldOutSplit(held, train, reserved, dropped_overlap=len(items) - sum(map(len, held)) - len(train))
 
 

@@ -87,8 +87,10 @@ def load_mt_data(cfg: RunConfig) -> MTData:
     distinct = unique(pool)
     n_dev = cfg.mt.dev_pairs if distinct else 0
     if distinct and n_dev >= len(distinct):
-        raise ConfigError(f"data.parallel has {len(distinct)} distinct pairs after decontamination, too few to hold out "
-                          f"mt.dev_pairs={n_dev} and still train; lower mt.dev_pairs or add data")
+        raise ConfigError(
+            f"data.parallel has {len(distinct)} distinct pairs after decontamination, too few to hold out "
+            f"mt.dev_pairs={n_dev} and still train; lower mt.dev_pairs or add data"
+        )
     split = held_out_split(distinct, [n_dev], seed, "dev")
     (dev,), train, reserved = split.held_out, split.train, split.reserved
     data.train = [ParallelPair(s, t) for s, t in train]
@@ -100,13 +102,18 @@ def load_mt_data(cfg: RunConfig) -> MTData:
         columns = ColumnsConfig(text=mf.column if mf.column is not None else 0, label=None)
         path = cfg.data.resolve(mf.path)
         fmt = mf.format or (None if path.suffix.lower() in KNOWN_SUFFIXES else "txt")
-        examples, _ = read_unlabelled(path, columns=columns, header=mf.header, lang=cfg.data.source_lang,
-                                      file_format=fmt)
+        examples, _ = read_unlabelled(
+            path, columns=columns, header=mf.header, lang=cfg.data.source_lang, file_format=fmt
+        )
         texts = unique(e.text for e in examples)
         clean = [t for t in texts if text_key(t) not in banned and text_key(t) not in reserved]
         kept = seeded_subset(clean, mf.max_lines, seed, "mono", i)
-        mono_files[mf.path] = {"read": len(examples), "duplicates": len(examples) - len(texts),
-                               "dropped_eval_overlap": len(texts) - len(clean), "kept": len(kept)}
+        mono_files[mf.path] = {
+            "read": len(examples),
+            "duplicates": len(examples) - len(texts),
+            "dropped_eval_overlap": len(texts) - len(clean),
+            "kept": len(kept),
+        }
         mono.extend(kept)
     known = {p.source for p in data.train}
     data.monolingual = [t for t in unique(mono) if t not in known]
@@ -120,13 +127,25 @@ def load_mt_data(cfg: RunConfig) -> MTData:
         },
         "parallel_files": files,
         "monolingual_files": mono_files,
-        "reference_pairs": {"distinct": len(distinct), "duplicates": len(pool) - len(distinct), "dev": len(dev),
-                            "train": len(train), "dropped_dev_overlap": split.dropped_overlap},
+        "reference_pairs": {
+            "distinct": len(distinct),
+            "duplicates": len(pool) - len(distinct),
+            "dev": len(dev),
+            "train": len(train),
+            "dropped_dev_overlap": split.dropped_overlap,
+        },
         "monolingual": len(data.monolingual),
         "tests": {name: len(pairs) for name, pairs in data.tests.items()},
     }
     d = data.summary["decontamination"]
-    log.info("decontamination: %d reference pairs and %d monolingual texts dropped (they occur in the %d test "
-             "texts); %d training pairs, %d dev pairs, %d monolingual sources", d["dropped_pairs"],
-             d["dropped_monolingual"], d["evaluation_texts"], len(data.train), len(data.dev), len(data.monolingual))
+    log.info(
+        "decontamination: %d reference pairs and %d monolingual texts dropped (they occur in the %d test "
+        "texts); %d training pairs, %d dev pairs, %d monolingual sources",
+        d["dropped_pairs"],
+        d["dropped_monolingual"],
+        d["evaluation_texts"],
+        len(data.train),
+        len(data.dev),
+        len(data.monolingual),
+    )
     return data

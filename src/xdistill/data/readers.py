@@ -30,7 +30,9 @@ _FORMATS = ("csv", "tsv", "jsonl", "txt")
 # '\r'-only line endings, and refusing it keeps memory and error messages bounded.
 _MAX_LINE_CHARS = 1 << 20
 _IS_A_FOLDER = "is a folder, not a file; give the path of the data file itself, e.g. one inside this folder"
-_NO_ROWS = "no data rows (the file is empty, or holds only blank lines or a header); check the path points at the right file"
+_NO_ROWS = (
+    "no data rows (the file is empty, or holds only blank lines or a header); check the path points at the right file"
+)
 
 
 def detect_format(path: str | Path) -> str:
@@ -40,7 +42,8 @@ def detect_format(path: str | Path) -> str:
         raise DataFormatError(path, None, _IS_A_FOLDER)
     if suffix not in _EXTENSIONS:
         raise DataFormatError(
-            path, None,
+            path,
+            None,
             f"unknown file extension {suffix or '(none)'!r}; use .csv, .tsv, .jsonl (or .json) or .txt, "
             "or give the format explicitly",
         )
@@ -66,9 +69,13 @@ def read_labelled(
     """
     fmt = _format(path, file_format)
     if fmt == "txt":
-        raise DataFormatError(path, None, "a .txt file holds only text, one per line; labelled data must be csv, tsv or jsonl")
+        raise DataFormatError(
+            path, None, "a .txt file holds only text, one per line; labelled data must be csv, tsv or jsonl"
+        )
     if columns.label is None and require_label:
-        raise DataFormatError(path, None, "no label column configured; set the label column (columns.label) for this file")
+        raise DataFormatError(
+            path, None, "no label column configured; set the label column (columns.label) for this file"
+        )
     # YAML turns `1: negative` and `labels: [1, 2]` into ints; labels in files are always strings.
     names = [str(x) for x in labels]
     mapping = {str(k).strip(): (None if v is None else str(v)) for k, v in (label_map or {}).items()}
@@ -83,7 +90,9 @@ def read_labelled(
         label = None
         if not raw:
             if require_label:
-                raise DataFormatError(path, line, f"empty label in column {columns.label!r}; fill it in or remove the row")
+                raise DataFormatError(
+                    path, line, f"empty label in column {columns.label!r}; fill it in or remove the row"
+                )
         else:
             name = mapping.get(raw, raw)
             if raw in mapping and name is None:
@@ -92,7 +101,8 @@ def read_labelled(
             if name not in names:
                 via = f" (mapped from {_show(raw)} by label_map)" if name != raw else ""
                 raise DataFormatError(
-                    path, line,
+                    path,
+                    line,
                     f"label {_show(name)}{via} is not in the label set {names}; add it to data.labels or map it in data.label_map",
                 )
             label = names.index(name)
@@ -156,7 +166,8 @@ def read_parallel(
         src, tgt = _load(path), _load(target_path)
         if len(src) != len(tgt):
             raise DataFormatError(
-                path, None,
+                path,
+                None,
                 f"{path} has {len(src)} lines but {target_path} has {len(tgt)}; parallel files must be "
                 "line-aligned (line N of one is the translation of line N of the other)",
             )
@@ -201,7 +212,8 @@ def _load(path: str | Path) -> list[str]:
     nul = data.find(b"\0", start)
     if nul >= 0:
         raise DataFormatError(
-            path, data.count(b"\n", 0, nul) + 1,
+            path,
+            data.count(b"\n", 0, nul) + 1,
             f"NUL byte at byte offset {nul}; this is a binary or UTF-16 file, not UTF-8 text; "
             "re-encode the file as UTF-8, e.g. `iconv -f utf-16 -t utf-8`",
         )
@@ -210,7 +222,8 @@ def _load(path: str | Path) -> list[str]:
     except UnicodeDecodeError as e:
         pos = start + e.start
         raise DataFormatError(
-            path, data.count(b"\n", 0, pos) + 1,
+            path,
+            data.count(b"\n", 0, pos) + 1,
             f"not valid UTF-8 (byte 0x{data[pos]:02x} at byte offset {pos}); "
             "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
         ) from None
@@ -220,7 +233,8 @@ def _load(path: str | Path) -> list[str]:
     for n, line in enumerate(lines, 1):
         if len(line) > _MAX_LINE_CHARS:
             raise DataFormatError(
-                path, n,
+                path,
+                n,
                 f"line is {len(line)} characters long (limit {_MAX_LINE_CHARS}); this is not a text corpus line: "
                 "check the file is the right one and uses \\n or \\r\\n line endings",
             )
@@ -232,8 +246,10 @@ def _not_found(path: str | Path) -> str:
     # relative result is relative to the working directory, not to the config file's folder.
     if Path(path).is_absolute():
         return "file not found; check the path and data.dir in the config"
-    return (f"file not found (looked for {os.path.abspath(path)}: data paths are relative to data.dir, and a "
-            f"relative data.dir to the working directory {os.getcwd()}); check the path and data.dir in the config")
+    return (
+        f"file not found (looked for {os.path.abspath(path)}: data paths are relative to data.dir, and a "
+        f"relative data.dir to the working directory {os.getcwd()}); check the path and data.dir in the config"
+    )
 
 
 def _chomp(line: str) -> str:
@@ -270,14 +286,17 @@ def _records(
         if isinstance(col, bool) or not isinstance(col, (str, int)) or (isinstance(col, int) and col < 0):
             raise DataFormatError(path, None, f"column for {field} is {col!r}; give a column name or a 0-based index")
         if fmt == "jsonl" and isinstance(col, int):
-            raise DataFormatError(path, None, f"column for {field} is the index {col}, but JSONL rows are objects; give the key name")
+            raise DataFormatError(
+                path, None, f"column for {field} is the index {col}, but JSONL rows are objects; give the key name"
+            )
     if fmt == "jsonl":
         for line, obj in _json_objects(path, lines, stats):
             cells: dict[str, str | None] = {}
             for field, key in wanted.items():
                 if key not in obj and field not in optional:
                     raise DataFormatError(
-                        path, line,
+                        path,
+                        line,
                         f"key {key!r} ({field}) is missing; this object has {', '.join(map(repr, obj)) or 'no keys'}; "
                         "fix the column name in the config or the file",
                     )
@@ -303,7 +322,8 @@ def _records(
                 index[field] = names.index(col)
             elif field not in optional:
                 raise DataFormatError(
-                    path, header_line,
+                    path,
+                    header_line,
                     f"column {col!r} ({field}) is not in the header; available: {', '.join(map(repr, names))}; "
                     "fix the column name in the config or the header (a headerless file needs 0-based column indexes)",
                 )
@@ -311,7 +331,8 @@ def _records(
         for field, col in wanted.items():
             if isinstance(col, str):
                 raise DataFormatError(
-                    path, None,
+                    path,
+                    None,
                     f"column {col!r} ({field}) is a name, but the file is read without a header; "
                     "give a 0-based column index or set header: true",
                 )
@@ -322,7 +343,8 @@ def _records(
     for line, row in rows:
         if len(row) < need:
             raise DataFormatError(
-                path, line,
+                path,
+                line,
                 f"row has {len(row)} column(s) but needs at least {need} ({why}); columns must be separated by {sep}",
             )
         yield line, {field: (row[index[field]] if field in index else None) for field in wanted}
@@ -390,7 +412,9 @@ def _json_objects(path: str | Path, lines: list[str], stats: ReadStats) -> Itera
         hint = ""
         if line.lstrip().startswith("["):
             hint = "; a .json file holding one array can be converted with `jq -c '.[]' in.json > out.jsonl`"
-        raise DataFormatError(path, n, f"not a JSON object ({problem}); each line must be one {{...}} object (JSON Lines){hint}")
+        raise DataFormatError(
+            path, n, f"not a JSON object ({problem}); each line must be one {{...}} object (JSON Lines){hint}"
+        )
 
 
 def _json_cell(path: str | Path, line: int, key: str, value: object) -> str | None:
@@ -405,20 +429,29 @@ def _json_cell(path: str | Path, line: int, key: str, value: object) -> str | No
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise DataFormatError(
-            path, line, f"key {key!r} holds an unpaired surrogate escape (\\ud800-\\udfff); fix the \\u escape in the file"
+            path,
+            line,
+            f"key {key!r} holds an unpaired surrogate escape (\\ud800-\\udfff); fix the \\u escape in the file",
         ) from None
     return value
 
 
 def _example(
-    path: str | Path, line: int, cells: dict[str, str | None], columns: ColumnsConfig, lang: str | None, label: int | None
+    path: str | Path,
+    line: int,
+    cells: dict[str, str | None],
+    columns: ColumnsConfig,
+    lang: str | None,
+    label: int | None,
 ) -> Example:
     texts = {}
     for field in ("text", "text_pair"):
         raw = cells.get(field)
         if field in cells and not (raw or "").strip():
             col = getattr(columns, field)
-            raise DataFormatError(path, line, f"empty {field.replace('_', ' ')} in column {col!r}; fill it in or remove the row")
+            raise DataFormatError(
+                path, line, f"empty {field.replace('_', ' ')} in column {col!r}; fill it in or remove the row"
+            )
         texts[field] = raw.strip() if raw is not None else None
     return Example(
         text=texts["text"],

@@ -65,8 +65,11 @@ def k_per_class(examples: list[Example], k: int) -> list[Example]:
 def load_dev(cfg: RunConfig, notes: list[str] | None = None) -> dict[str, list[Example]]:
     notes = notes if notes is not None else []
     return {
-        lang: seeded_subset(first_per_label(_read_labelled(cfg, path, lang, notes), cfg.data.dev_per_class),
-                            cfg.data.max_dev, cfg.data.sample_seed)
+        lang: seeded_subset(
+            first_per_label(_read_labelled(cfg, path, lang, notes), cfg.data.dev_per_class),
+            cfg.data.max_dev,
+            cfg.data.sample_seed,
+        )
         for lang, path in cfg.data.dev.items()
     }
 
@@ -75,7 +78,10 @@ def load_test(cfg: RunConfig, split: str = "test") -> dict[str, list[Example]]:
     files = cfg.data.test if split == "test" else cfg.data.dev
     limit = cfg.data.max_test if split == "test" else cfg.data.max_dev
     notes: list[str] = []
-    return {lang: seeded_subset(_read_labelled(cfg, path, lang, notes), limit, cfg.data.sample_seed) for lang, path in files.items()}
+    return {
+        lang: seeded_subset(_read_labelled(cfg, path, lang, notes), limit, cfg.data.sample_seed)
+        for lang, path in files.items()
+    }
 
 
 class _LeakFilter:
@@ -106,12 +112,20 @@ def load_training_data(cfg: RunConfig, *, with_targets: bool = True) -> RunData:
     data.dev = load_dev(cfg, data.notes)
     leak = _LeakFilter(cfg, data.dev)
     src = cfg.data.source_lang
-    data.train = seeded_subset(leak(_read_labelled(cfg, cfg.data.train, src, data.notes), src, "train"), cfg.data.max_train, cfg.data.sample_seed)
+    data.train = seeded_subset(
+        leak(_read_labelled(cfg, cfg.data.train, src, data.notes), src, "train"),
+        cfg.data.max_train,
+        cfg.data.sample_seed,
+    )
     if with_targets:
         for lang, path in cfg.data.unlabelled.items():
-            examples, stats = read_unlabelled(cfg.data.resolve(path), columns=cfg.data.columns, lang=lang, header=cfg.data.header)
+            examples, stats = read_unlabelled(
+                cfg.data.resolve(path), columns=cfg.data.columns, lang=lang, header=cfg.data.header
+            )
             data.notes.append(stats.summary())
-            data.unlabelled[lang] = seeded_subset(leak(examples, lang, "unlabelled"), cfg.data.max_unlabelled, cfg.data.sample_seed)
+            data.unlabelled[lang] = seeded_subset(
+                leak(examples, lang, "unlabelled"), cfg.data.max_unlabelled, cfg.data.sample_seed
+            )
         if cfg.distill.transfer != "unsupervised":
             for lang, path in cfg.data.target_labelled.items():
                 examples = leak(_read_labelled(cfg, path, lang, data.notes), lang, "target_labelled")

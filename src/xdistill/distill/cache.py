@@ -73,7 +73,7 @@ class TeacherCache:
         # Several processes: each computes its share of the missing chunks, then all read all.
         world = world_size()
         if world > 1:
-            mine = missing[rank()::world]
+            mine = missing[rank() :: world]
             for start in mine:
                 end = min(start + rows, n_rows)
                 self._write_chunk(folder, start, end, compute(start, end))
@@ -139,10 +139,18 @@ class TextCache(TeacherCache):
     chunk_rows = 256
     suffix = ".jsonl"  # one JSON string per line (the checksum record beside it is the .json)
 
-    def get_texts(self, key: str, n_rows: int, compute: Callable[[int, int], list[str]], *,
-                  description: str = "teacher translations", progress: bool = True) -> list[str]:
-        out = self.get_or_compute(key, n_rows, lambda a, b: {"texts": list(compute(a, b))},
-                                  description=description, progress=progress)
+    def get_texts(
+        self,
+        key: str,
+        n_rows: int,
+        compute: Callable[[int, int], list[str]],
+        *,
+        description: str = "teacher translations",
+        progress: bool = True,
+    ) -> list[str]:
+        out = self.get_or_compute(
+            key, n_rows, lambda a, b: {"texts": list(compute(a, b))}, description=description, progress=progress
+        )
         return out.get("texts", [])
 
     def _save(self, outputs: dict[str, list[str]], tmp: Path) -> None:

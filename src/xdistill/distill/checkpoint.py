@@ -47,7 +47,7 @@ class ShuffledBatches(torch.utils.data.Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = torch.randperm(self.n, generator=self.generator).tolist()
         for start in range(0, self.n, self.batch_size):
-            yield order[start:start + self.batch_size]
+            yield order[start : start + self.batch_size]
 
 
 class ResumableBatches(torch.utils.data.Sampler[list[int]]):
@@ -99,7 +99,7 @@ class ShardedBatches(torch.utils.data.Sampler[list[int]]):
             if self.world == 1:
                 yield batch
             elif len(batch) >= self.world:
-                yield batch[self.rank::self.world]
+                yield batch[self.rank :: self.world]
             else:
                 yield [batch[self.rank % len(batch)]]
 
@@ -108,9 +108,22 @@ class CheckpointDir:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def save(self, *, step: int, epoch: int, batch_in_epoch: int, model: nn.Module, extra_modules: Sequence[nn.Module],
-             optimizer, scheduler, sampler: ResumableBatches, result, running: dict[str, float], running_n: int,
-             metrics_lines: int) -> Path:
+    def save(
+        self,
+        *,
+        step: int,
+        epoch: int,
+        batch_in_epoch: int,
+        model: nn.Module,
+        extra_modules: Sequence[nn.Module],
+        optimizer,
+        scheduler,
+        sampler: ResumableBatches,
+        result,
+        running: dict[str, float],
+        running_n: int,
+        metrics_lines: int,
+    ) -> Path:
         folder = self.root / f"step-{step:09d}"
         with atomic_dir(folder) as tmp:
             save_model(model, str(tmp / "model.safetensors"))
@@ -118,16 +131,26 @@ class CheckpointDir:
                 save_model(module, str(tmp / f"extra-{i}.safetensors"))
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            save_file({"torch": torch.get_rng_state(), "sampler": sampler.state(batch_in_epoch)},
-                      str(tmp / "rng.safetensors"))
+            save_file(
+                {"torch": torch.get_rng_state(), "sampler": sampler.state(batch_in_epoch)}, str(tmp / "rng.safetensors")
+            )
             np_state = np.random.get_state()
-            atomic_write_json(tmp / "checkpoint.json", {
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "best_score": result.best_score, "best_epoch": result.best_epoch, "also_best": result.also_best,
-                "running": running, "running_n": running_n, "metrics_lines": metrics_lines,
-                "python_random": _jsonable(random.getstate()),
-                "numpy_random": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            })
+            atomic_write_json(
+                tmp / "checkpoint.json",
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch,
+                    "best_score": result.best_score,
+                    "best_epoch": result.best_epoch,
+                    "also_best": result.also_best,
+                    "running": running,
+                    "running_n": running_n,
+                    "metrics_lines": metrics_lines,
+                    "python_random": _jsonable(random.getstate()),
+                    "numpy_random": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                },
+            )
         self._prune()
         return folder
 
@@ -153,8 +176,15 @@ class CheckpointDir:
         step, folder, state = found[-1]
         return {**state, "path": str(folder)}
 
-    def restore(self, state: dict[str, Any], model: nn.Module, extra_modules: Sequence[nn.Module], optimizer,
-                scheduler, sampler: ResumableBatches) -> None:
+    def restore(
+        self,
+        state: dict[str, Any],
+        model: nn.Module,
+        extra_modules: Sequence[nn.Module],
+        optimizer,
+        scheduler,
+        sampler: ResumableBatches,
+    ) -> None:
         folder = Path(state["path"])
         load_model(model, str(folder / "model.safetensors"))
         for i, module in enumerate(extra_modules):

@@ -72,8 +72,12 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         encoder = load_encoder(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = EncoderClassifier(
-            encoder, cfg.data.labels, pooling=tcfg.pooling, dropout=tcfg.dropout,
-            text_prefix=tcfg.text_prefix, max_length=tcfg.max_length,
+            encoder,
+            cfg.data.labels,
+            pooling=tcfg.pooling,
+            dropout=tcfg.dropout,
+            text_prefix=tcfg.text_prefix,
+            max_length=tcfg.max_length,
         )
     if tcfg.freeze_embeddings:
         # Source-only fine-tuning moves only the source language's token embeddings, pulling them
@@ -97,12 +101,19 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         return loss_fn(logits, None, batch["labels"])
 
     return fit(
-        model, items, _Collate(pad), step,
-        cfg=tcfg.train, seed=tcfg.train.seed or cfg.seed, run_dir=logs_dir(out),
+        model,
+        items,
+        _Collate(pad),
+        step,
+        cfg=tcfg.train,
+        seed=tcfg.train.seed or cfg.seed,
+        run_dir=logs_dir(out),
         evaluate_fn=(lambda: evaluator(model)) if evaluator else None,
         select_key=f"{select_lang}/{tcfg.train.select_metric}" if evaluator else None,
         save_fn=lambda: model.save(out, tokenizer, {"role": "teacher", "base_model": str(path)}),
-        lengths=[len(it["ids"]) for it in items], progress=progress, desc="teacher",
+        lengths=[len(it["ids"]) for it in items],
+        progress=progress,
+        desc="teacher",
     )
 
 
@@ -148,11 +159,15 @@ def build_streams(cfg: RunConfig, data: RunData) -> list[Stream]:
                 streams.append(stream)
         if d.use_parallel:
             for lang, pairs in data.parallel.items():
-                streams.append(Stream(
-                    f"parallel-{cfg.data.source_lang}-{lang}",
-                    student_texts=[p.target for p in pairs], teacher_texts=[p.source for p in pairs],
-                    labels=[NO_LABEL] * len(pairs), same_text=False,
-                ))
+                streams.append(
+                    Stream(
+                        f"parallel-{cfg.data.source_lang}-{lang}",
+                        student_texts=[p.target for p in pairs],
+                        teacher_texts=[p.source for p in pairs],
+                        labels=[NO_LABEL] * len(pairs),
+                        same_text=False,
+                    )
+                )
     return [s for s in streams if s.student_texts]
 
 
@@ -185,8 +200,13 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     attn = "eager" if d.attention_weight > 0 else None
     # An xdistill classifier, or a fine-tuned HF sequence-classification folder used as it is
     # (teacher.finetune: false), its logits reordered to data.labels.
-    teacher, t_tok = load_classifier(teacher_dir(cfg), flag="teacher", labels=cfg.data.labels,
-                                     attn_implementation=attn, max_length=cfg.teacher.max_length)
+    teacher, t_tok = load_classifier(
+        teacher_dir(cfg),
+        flag="teacher",
+        labels=cfg.data.labels,
+        attn_implementation=attn,
+        max_length=cfg.teacher.max_length,
+    )
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad = False
@@ -204,13 +224,18 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     # trains as many steps (below).
     peers = streams if d.use_teacher else build_streams(_with_teacher(cfg), data)
     corpus = [t for s in peers for t in s.student_texts] + [p for s in peers for p in (s.student_pairs or []) if p]
-    encoder, s_tok, student_info = build_student(teacher.encoder, t_tok, cfg.student, corpus,
-                                                text_prefix=teacher.text_prefix, progress=progress)
+    encoder, s_tok, student_info = build_student(
+        teacher.encoder, t_tok, cfg.student, corpus, text_prefix=teacher.text_prefix, progress=progress
+    )
     if attn:
         encoder.config._attn_implementation = "eager"
     student = EncoderClassifier(
-        encoder, cfg.data.labels, pooling=teacher.pooling, dropout=cfg.teacher.dropout,
-        text_prefix=teacher.text_prefix, max_length=cfg.student_max_length,
+        encoder,
+        cfg.data.labels,
+        pooling=teacher.pooling,
+        dropout=cfg.teacher.dropout,
+        text_prefix=teacher.text_prefix,
+        max_length=cfg.student_max_length,
     )
     if teacher.head is not None and student.hidden_size == teacher.hidden_size:
         # Starting from the teacher's head makes the copied student's first logits meaningful
@@ -223,41 +248,68 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     if d.use_teacher:
         outputs = ("logits", "pooled") if d.embedding_weight > 0 else ("logits",)
         for s in streams:
-            cached = teacher_outputs(cache, t_fingerprint, teacher, t_tok, s.teacher_texts, s.teacher_pairs, cfg,
-                                     outputs, f"teacher on {s.name}", progress)
+            cached = teacher_outputs(
+                cache,
+                t_fingerprint,
+                teacher,
+                t_tok,
+                s.teacher_texts,
+                s.teacher_pairs,
+                cfg,
+                outputs,
+                f"teacher on {s.name}",
+                progress,
+            )
             s.teacher_logits = cached["logits"]
             s.teacher_pooled = cached.get("pooled")
 
     items = []
     for s in streams:
-        s_ids = encode_texts(s_tok, s.student_texts, s.student_pairs, prefix=student.text_prefix,
-                             max_length=cfg.student_max_length)
+        s_ids = encode_texts(
+            s_tok, s.student_texts, s.student_pairs, prefix=student.text_prefix, max_length=cfg.student_max_length
+        )
         t_ids = None
         if needs_internals and s.same_text:
-            t_ids = encode_texts(t_tok, s.teacher_texts, s.teacher_pairs, prefix=teacher.text_prefix,
-                                 max_length=cfg.student_max_length)
+            t_ids = encode_texts(
+                t_tok, s.teacher_texts, s.teacher_pairs, prefix=teacher.text_prefix, max_length=cfg.student_max_length
+            )
         for i, ids in enumerate(s_ids):
-            items.append({
-                "ids": ids,
-                "label": s.labels[i],
-                "t_logits": s.teacher_logits[i] if s.teacher_logits is not None else None,
-                "t_pooled": s.teacher_pooled[i] if s.teacher_pooled is not None else None,
-                "t_ids": t_ids[i] if t_ids is not None else None,
-            })
+            items.append(
+                {
+                    "ids": ids,
+                    "label": s.labels[i],
+                    "t_logits": s.teacher_logits[i] if s.teacher_logits is not None else None,
+                    "t_pooled": s.teacher_pooled[i] if s.teacher_pooled is not None else None,
+                    "t_ids": t_ids[i] if t_ids is not None else None,
+                }
+            )
 
     soft = SoftTargetLoss(temperature=d.temperature, alpha=d.alpha if d.use_teacher else 1.0)
     n_student = encoder.config.num_hidden_layers
-    layer_map = [tuple(p) for p in d.layer_map] if d.layer_map else default_layer_map(
-        n_student, cfg.student.layers if cfg.student.init == "teacher" else None, teacher.encoder.config.num_hidden_layers)
-    hidden_loss = HiddenStateMSELoss(student.hidden_size, teacher.hidden_size, layer_map) if d.hidden_weight > 0 else None
+    layer_map = (
+        [tuple(p) for p in d.layer_map]
+        if d.layer_map
+        else default_layer_map(
+            n_student,
+            cfg.student.layers if cfg.student.init == "teacher" else None,
+            teacher.encoder.config.num_hidden_layers,
+        )
+    )
+    hidden_loss = (
+        HiddenStateMSELoss(student.hidden_size, teacher.hidden_size, layer_map) if d.hidden_weight > 0 else None
+    )
     attn_map = [(s - 1, t - 1) for s, t in layer_map if s > 0 and t > 0]
     attention_loss = AttentionKLLoss(attn_map) if d.attention_weight > 0 else None
     embedding_loss = EmbeddingMSELoss(student.hidden_size, teacher.hidden_size) if d.embedding_weight > 0 else None
     extra = [m for m in (hidden_loss, embedding_loss) if m is not None]
 
     def step(batch: dict, trained: torch.nn.Module) -> dict[str, torch.Tensor]:
-        out = trained(batch["input_ids"], batch["attention_mask"],
-                      output_hidden_states=hidden_loss is not None, output_attentions=attention_loss is not None)
+        out = trained(
+            batch["input_ids"],
+            batch["attention_mask"],
+            output_hidden_states=hidden_loss is not None,
+            output_attentions=attention_loss is not None,
+        )
         parts = soft(out["logits"], batch.get("teacher_logits"), batch["labels"])
         total = parts["loss"]
         if embedding_loss is not None and "teacher_pooled" in batch:
@@ -267,9 +319,12 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         if needs_internals and batch.get("t_input_ids") is not None:
             rows = batch["t_rows"]
             with torch.no_grad():
-                t_out = teacher(batch["t_input_ids"], batch["t_attention_mask"],
-                                output_hidden_states=hidden_loss is not None,
-                                output_attentions=attention_loss is not None)
+                t_out = teacher(
+                    batch["t_input_ids"],
+                    batch["t_attention_mask"],
+                    output_hidden_states=hidden_loss is not None,
+                    output_attentions=attention_loss is not None,
+                )
             mask = batch["t_attention_mask"]
             if mask.shape[1] == batch["attention_mask"].shape[1] and torch.equal(mask, batch["attention_mask"][rows]):
                 if hidden_loss is not None:
@@ -288,41 +343,67 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     if d.use_teacher:
         for lang, exs in dev.items():
             texts, pairs = [e.text for e in exs], text_pairs(exs)
-            teacher_dev_pred[lang] = teacher_outputs(cache, t_fingerprint, teacher, t_tok, texts, pairs, cfg,
-                                                     ("logits",), f"teacher on dev-{lang}", progress)["logits"].argmax(-1)
-    evaluator = DevEvaluator(dev, s_tok, student.text_prefix, cfg.student_max_length, cfg,
-                             teacher_pred=teacher_dev_pred) if dev else None
+            teacher_dev_pred[lang] = teacher_outputs(
+                cache, t_fingerprint, teacher, t_tok, texts, pairs, cfg, ("logits",), f"teacher on dev-{lang}", progress
+            )["logits"].argmax(-1)
+    evaluator = (
+        DevEvaluator(dev, s_tok, student.text_prefix, cfg.student_max_length, cfg, teacher_pred=teacher_dev_pred)
+        if dev
+        else None
+    )
     select_lang = cfg.train.select_lang or cfg.data.source_lang
     out_dir = student_dir(cfg)
     extra_info = {
         "role": "student",
         "teacher": str(teacher_dir(cfg)),
         "transfer": d.transfer,
-        "distill": {k: getattr(d, k) for k in ("use_teacher", "temperature", "alpha", "hidden_weight",
-                                               "attention_weight", "embedding_weight")},
+        "distill": {
+            k: getattr(d, k)
+            for k in ("use_teacher", "temperature", "alpha", "hidden_weight", "attention_weight", "embedding_weight")
+        },
         "streams": {s.name: len(s.student_texts) for s in streams},
         **{f"student_{k}": v for k, v in student_info.items()},
     }
     result = fit(
-        student, items, _Collate(s_pad, t_pad), step,
-        cfg=cfg.train if d.use_teacher else _same_steps(cfg.train, peers), seed=cfg.train.seed or cfg.seed,
+        student,
+        items,
+        _Collate(s_pad, t_pad),
+        step,
+        cfg=cfg.train if d.use_teacher else _same_steps(cfg.train, peers),
+        seed=cfg.train.seed or cfg.seed,
         run_dir=logs_dir(out_dir),
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
         select_key=f"{select_lang}/{cfg.train.select_metric}" if evaluator else None,
         save_fn=lambda: student.save(out_dir, s_tok, {**extra_info, "selected_on": select_lang}),
         also_select={
-            lang: (f"{lang}/{cfg.train.select_metric}",
-                   lambda lang=lang: student.save(student_dir(cfg, lang), s_tok, {**extra_info, "selected_on": lang}))
+            lang: (
+                f"{lang}/{cfg.train.select_metric}",
+                lambda lang=lang: student.save(student_dir(cfg, lang), s_tok, {**extra_info, "selected_on": lang}),
+            )
             for lang in cfg.train.also_select_langs
-        } if evaluator else None,
-        extra_modules=extra, lengths=[len(it["ids"]) for it in items], progress=progress, desc="student",
+        }
+        if evaluator
+        else None,
+        extra_modules=extra,
+        lengths=[len(it["ids"]) for it in items],
+        progress=progress,
+        desc="student",
     )
     return result
 
 
-def teacher_outputs(cache: TeacherCache, fingerprint: str, teacher: nn.Module, tokenizer,
-                    texts: list[str], pairs: list[str | None] | None, cfg: RunConfig,
-                    outputs: tuple[str, ...], description: str, progress: bool) -> dict[str, np.ndarray]:
+def teacher_outputs(
+    cache: TeacherCache,
+    fingerprint: str,
+    teacher: nn.Module,
+    tokenizer,
+    texts: list[str],
+    pairs: list[str | None] | None,
+    cfg: RunConfig,
+    outputs: tuple[str, ...],
+    description: str,
+    progress: bool,
+) -> dict[str, np.ndarray]:
     """The teacher's outputs on these texts, from the cache or computed (and cached) now."""
     settings = {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": list(outputs)}
     if getattr(teacher, "label_order", None) is not None:
@@ -332,9 +413,12 @@ def teacher_outputs(cache: TeacherCache, fingerprint: str, teacher: nn.Module, t
 
     def compute(start: int, end: int) -> dict[str, np.ndarray]:
         if not ids:  # tokenise only on a cache miss
-            ids.extend(encode_texts(tokenizer, texts, pairs, prefix=teacher.text_prefix, max_length=cfg.teacher.max_length))
-        return predict(teacher, ids[start:end], pad_token_id(tokenizer), batch_size=cfg.train.eval_batch_size,
-                       outputs=outputs)
+            ids.extend(
+                encode_texts(tokenizer, texts, pairs, prefix=teacher.text_prefix, max_length=cfg.teacher.max_length)
+            )
+        return predict(
+            teacher, ids[start:end], pad_token_id(tokenizer), batch_size=cfg.train.eval_batch_size, outputs=outputs
+        )
 
     return cache.get_or_compute(key, len(texts), compute, description=description, progress=progress)
 
@@ -351,9 +435,13 @@ def _joined(texts: list[str], pairs: list[str | None] | None) -> list[str]:
 
 
 def _labelled_items(examples: list[Example], tokenizer, prefix: str, max_length: int) -> list[dict]:
-    ids = encode_texts(tokenizer, [e.text for e in examples], text_pairs(examples), prefix=prefix, max_length=max_length)
-    return [{"ids": i, "label": e.label if e.label is not None else NO_LABEL, "t_logits": None, "t_ids": None}
-            for i, e in zip(ids, examples)]
+    ids = encode_texts(
+        tokenizer, [e.text for e in examples], text_pairs(examples), prefix=prefix, max_length=max_length
+    )
+    return [
+        {"ids": i, "label": e.label if e.label is not None else NO_LABEL, "t_logits": None, "t_ids": None}
+        for i, e in zip(ids, examples)
+    ]
 
 
 class _Collate:
@@ -384,12 +472,21 @@ class _Collate:
 class DevEvaluator:
     """Per-language dev metrics for model selection; agreement with the teacher when given."""
 
-    def __init__(self, dev: dict[str, list[Example]], tokenizer, prefix: str, max_length: int, cfg: RunConfig,
-                 teacher_pred: dict[str, np.ndarray] | None = None):
+    def __init__(
+        self,
+        dev: dict[str, list[Example]],
+        tokenizer,
+        prefix: str,
+        max_length: int,
+        cfg: RunConfig,
+        teacher_pred: dict[str, np.ndarray] | None = None,
+    ):
         self.cfg = cfg
         self.pad = pad_token_id(tokenizer)
-        self.ids = {lang: encode_texts(tokenizer, [e.text for e in exs], text_pairs(exs), prefix=prefix, max_length=max_length)
-                    for lang, exs in dev.items()}
+        self.ids = {
+            lang: encode_texts(tokenizer, [e.text for e in exs], text_pairs(exs), prefix=prefix, max_length=max_length)
+            for lang, exs in dev.items()
+        }
         self.gold = {lang: np.array([e.label for e in exs]) for lang, exs in dev.items()}
         self.teacher_pred = teacher_pred or {}
 

@@ -56,8 +56,9 @@ SELECT_KEY = "mean/mse"  # dev MSE to the teacher over English and translations;
 def resolve_teacher(cfg: RunConfig, data: EmbedData) -> Path:
     """The teacher folder; ``random:SIZE`` builds a tiny random encoder from the run's text (smoke runs)."""
     if cfg.teacher.path.startswith(RANDOM_PREFIX):
-        texts = data.training_texts() + [t for pairs in (*data.dev.values(), *data.heldout.values())
-                                         for p in pairs for t in (p.source, p.target)]
+        texts = data.training_texts() + [
+            t for pairs in (*data.dev.values(), *data.heldout.values()) for p in pairs for t in (p.source, p.target)
+        ]
         return resolve_random_encoder(cfg.teacher.path, cfg.cache_dir, texts, seed=cfg.seed)
     return check_model_folder(resolve_model_path(cfg.teacher.path, flag="teacher.path"), flag="teacher.path")
 
@@ -65,8 +66,12 @@ def resolve_teacher(cfg: RunConfig, data: EmbedData) -> Path:
 def load_teacher(cfg: RunConfig, folder: Path) -> tuple[SentenceEncoder, Any]:
     """The teacher as it embeds: its folder's pooling and normalisation unless the config overrides them."""
     teacher, tokenizer = load_sentence_encoder(
-        folder, flag="teacher.path", default_pooling=cfg.teacher.pooling, normalize=cfg.embed.normalize,
-        text_prefix=cfg.teacher.text_prefix or None, max_length=cfg.teacher.max_length,
+        folder,
+        flag="teacher.path",
+        default_pooling=cfg.teacher.pooling,
+        normalize=cfg.embed.normalize,
+        text_prefix=cfg.teacher.text_prefix or None,
+        max_length=cfg.teacher.max_length,
     )
     teacher.eval()
     for p in teacher.parameters():
@@ -74,13 +79,23 @@ def load_teacher(cfg: RunConfig, folder: Path) -> tuple[SentenceEncoder, Any]:
     return teacher, tokenizer
 
 
-def teacher_embeddings(cfg: RunConfig, teacher: SentenceEncoder, tokenizer, folder: Path, texts: list[str], *,
-                       progress: bool = True, what: str = "teacher embeddings") -> np.ndarray:
+def teacher_embeddings(
+    cfg: RunConfig,
+    teacher: SentenceEncoder,
+    tokenizer,
+    folder: Path,
+    texts: list[str],
+    *,
+    progress: bool = True,
+    what: str = "teacher embeddings",
+) -> np.ndarray:
     """The teacher's embeddings of ``texts``, computed once per (teacher, texts, settings) and cached."""
     if not texts:
         return np.zeros((0, teacher.dim), dtype=np.float32)
     cache = TeacherCache(cfg.cache_dir)
-    key = cache.key(fingerprint_sentence_encoder(folder), texts, {"outputs": ["sentence-embedding"], **teacher.settings()})
+    key = cache.key(
+        fingerprint_sentence_encoder(folder), texts, {"outputs": ["sentence-embedding"], **teacher.settings()}
+    )
     pad = pad_token_id(tokenizer)
 
     def compute(start: int, end: int) -> dict[str, np.ndarray]:
@@ -90,8 +105,9 @@ def teacher_embeddings(cfg: RunConfig, teacher: SentenceEncoder, tokenizer, fold
     return cache.get_or_compute(key, len(texts), compute, description=what, progress=progress)["embedding"]
 
 
-def build_embedding_student(cfg: RunConfig, teacher: SentenceEncoder, teacher_folder: Path, corpus: list[str], *,
-                            progress: bool = True) -> tuple[SentenceEncoder, Any, dict[str, Any]]:
+def build_embedding_student(
+    cfg: RunConfig, teacher: SentenceEncoder, teacher_folder: Path, corpus: list[str], *, progress: bool = True
+) -> tuple[SentenceEncoder, Any, dict[str, Any]]:
     """Copy ``student.layers`` of ``student.base`` (default: the teacher), trim its vocabulary to
     ``corpus``, and add pooling, a projection to the teacher's width when needed, and normalisation."""
     if cfg.student.base:
@@ -99,12 +115,24 @@ def build_embedding_student(cfg: RunConfig, teacher: SentenceEncoder, teacher_fo
         pooling = read_sentence_settings(base, flag="student.base").get("pooling", "mean")
     else:
         base, pooling = teacher_folder, teacher.pooling
-    encoder, tokenizer, info = build_student(load_encoder(base), AutoTokenizer.from_pretrained(base), cfg.student,
-                                             corpus, text_prefix=cfg.embed.student_prefix, progress=progress)
+    encoder, tokenizer, info = build_student(
+        load_encoder(base),
+        AutoTokenizer.from_pretrained(base),
+        cfg.student,
+        corpus,
+        text_prefix=cfg.embed.student_prefix,
+        progress=progress,
+    )
     width = encoder.config.hidden_size
     dense = nn.Linear(width, teacher.dim, bias=False) if width != teacher.dim else None
-    student = SentenceEncoder(encoder, pooling=pooling, dense=dense, normalize=teacher.normalize,
-                              text_prefix=cfg.embed.student_prefix, max_length=cfg.student_max_length)
+    student = SentenceEncoder(
+        encoder,
+        pooling=pooling,
+        dense=dense,
+        normalize=teacher.normalize,
+        text_prefix=cfg.embed.student_prefix,
+        max_length=cfg.student_max_length,
+    )
     info.update(base=str(base), projection=dense is not None)
     return student, tokenizer, info
 
@@ -113,21 +141,32 @@ class EmbeddingDevEvaluator:
     """Per-epoch dev metrics: MSE to the teacher (English side, each translation side, mean) and
     translation retrieval among the dev pairs."""
 
-    def __init__(self, dev: dict[str, list], targets: dict[str, np.ndarray], tokenizer, student: SentenceEncoder,
-                 source_lang: str, batch_size: int):
+    def __init__(
+        self,
+        dev: dict[str, list],
+        targets: dict[str, np.ndarray],
+        tokenizer,
+        student: SentenceEncoder,
+        source_lang: str,
+        batch_size: int,
+    ):
         self.pad = pad_token_id(tokenizer)
         self.batch_size = batch_size
         self.source_lang = source_lang
         self.targets = targets
         enc = lambda texts: encode_texts(tokenizer, texts, prefix=student.text_prefix, max_length=student.max_length)  # noqa: E731
-        self.ids = {lang: (enc([p.source for p in pairs]), enc([p.target for p in pairs])) for lang, pairs in dev.items()}
+        self.ids = {
+            lang: (enc([p.source for p in pairs]), enc([p.target for p in pairs])) for lang, pairs in dev.items()
+        }
 
     def __call__(self, model: SentenceEncoder) -> dict[str, float]:
         metrics: dict[str, float] = {}
         source_mse = []
         for lang, (src_ids, tgt_ids) in self.ids.items():
-            run = lambda ids: predict(model, ids, self.pad, batch_size=self.batch_size, outputs=("embedding",))["embedding"]  # noqa: E731
-            src, tgt = run(src_ids), run(tgt_ids)
+            src, tgt = (
+                predict(model, ids, self.pad, batch_size=self.batch_size, outputs=("embedding",))["embedding"]
+                for ids in (src_ids, tgt_ids)
+            )
             metrics[f"{lang}/mse"] = embedding_mse(tgt, self.targets[lang])
             source_mse.append(embedding_mse(src, self.targets[lang]))
             both = bidirectional_retrieval(src, tgt, self.source_lang, lang)
@@ -147,8 +186,11 @@ class _Collate:
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, mask = pad_ids([it["src"] for it in items], self.pad_id)
-        batch = {"input_ids": input_ids, "attention_mask": mask,
-                 "teacher": self.targets[torch.tensor([it["row"] for it in items], dtype=torch.long)]}
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "teacher": self.targets[torch.tensor([it["row"] for it in items], dtype=torch.long)],
+        }
         paired = [i for i, it in enumerate(items) if it["tgt"] is not None]
         if paired:
             t_ids, t_mask = pad_ids([items[i]["tgt"] for i in paired], self.pad_id)
@@ -160,8 +202,10 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     """Train the student on parallel (and monolingual) text; save it to RUN_DIR/student."""
     data = load_embed_data(cfg)
     if not any(data.train.values()) and not data.monolingual:
-        raise ValueError("no training data for the student: data.parallel and data.unlabelled are empty after "
-                         "decontamination and hold-outs")
+        raise ValueError(
+            "no training data for the student: data.parallel and data.unlabelled are empty after "
+            "decontamination and hold-outs"
+        )
     teacher_folder = resolve_teacher(cfg, data)
     teacher, t_tok = load_teacher(cfg, teacher_folder)
 
@@ -169,17 +213,21 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     pairs = [p for lang_pairs in data.train.values() for p in lang_pairs]
     dev_sources = {lang: [p.source for p in dev] for lang, dev in data.dev.items()}
     english = unique([p.source for p in pairs] + data.monolingual + [t for ts in dev_sources.values() for t in ts])
-    vectors = teacher_embeddings(cfg, teacher, t_tok, teacher_folder, english, progress=progress,
-                                 what="teacher on English text")
+    vectors = teacher_embeddings(
+        cfg, teacher, t_tok, teacher_folder, english, progress=progress, what="teacher on English text"
+    )
     row_of = {text: i for i, text in enumerate(english)}
 
-    student, s_tok, student_info = build_embedding_student(cfg, teacher, teacher_folder, data.training_texts(),
-                                                           progress=progress)
+    student, s_tok, student_info = build_embedding_student(
+        cfg, teacher, teacher_folder, data.training_texts(), progress=progress
+    )
     enc = lambda texts: encode_texts(s_tok, texts, prefix=student.text_prefix, max_length=student.max_length)  # noqa: E731
     # One example per pair (both sides, so the ranking term sees aligned pairs in a batch) and
     # per monolingual text (English side only).
-    items = [{"src": a, "tgt": b, "row": row_of[p.source]}
-             for p, a, b in zip(pairs, enc([p.source for p in pairs]), enc([p.target for p in pairs]))]
+    items = [
+        {"src": a, "tgt": b, "row": row_of[p.source]}
+        for p, a, b in zip(pairs, enc([p.source for p in pairs]), enc([p.target for p in pairs]))
+    ]
     items += [{"src": a, "tgt": None, "row": row_of[t]} for t, a in zip(data.monolingual, enc(data.monolingual))]
     log.info("student examples: %d pairs + %d monolingual texts", len(pairs), len(data.monolingual))
 
@@ -206,8 +254,9 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     evaluator = None
     if any(data.dev.values()):
         dev_targets = {lang: vectors[[row_of[t] for t in texts]] for lang, texts in dev_sources.items()}
-        evaluator = EmbeddingDevEvaluator(data.dev, dev_targets, s_tok, student, cfg.data.source_lang,
-                                          cfg.embed.eval_batch_size)
+        evaluator = EmbeddingDevEvaluator(
+            data.dev, dev_targets, s_tok, student, cfg.data.source_lang, cfg.embed.eval_batch_size
+        )
     out_dir = student_dir(cfg)
     info = {
         "role": "student",
@@ -220,12 +269,19 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         **{f"student_{k}": v for k, v in student_info.items()},
     }
     return fit(
-        student, items, _Collate(pad_token_id(s_tok), torch.as_tensor(vectors, dtype=torch.float32)), step,
-        cfg=cfg.train, seed=cfg.train.seed or cfg.seed, run_dir=logs_dir(out_dir),
+        student,
+        items,
+        _Collate(pad_token_id(s_tok), torch.as_tensor(vectors, dtype=torch.float32)),
+        step,
+        cfg=cfg.train,
+        seed=cfg.train.seed or cfg.seed,
+        run_dir=logs_dir(out_dir),
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
         select_key=SELECT_KEY if evaluator else None,
         save_fn=lambda: save_sentence_encoder(student, s_tok, out_dir, info),
-        lengths=[len(it["src"]) + len(it["tgt"] or ()) for it in items], progress=progress, desc="student",
+        lengths=[len(it["src"]) + len(it["tgt"] or ()) for it in items],
+        progress=progress,
+        desc="student",
     )
 
 

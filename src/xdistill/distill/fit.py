@@ -78,8 +78,8 @@ class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
         window = self.batch_size * self.WINDOW_BATCHES
         batches = []
         for start in range(0, len(order), window):
-            chunk = sorted(order[start:start + window], key=lambda i: self.lengths[i])
-            batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+            chunk = sorted(order[start : start + window], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
         for b in torch.randperm(len(batches), generator=self.generator).tolist():
             yield batches[b]
 
@@ -143,8 +143,10 @@ def fit(
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = ResumableBatches(
-        LengthGroupedBatches(lengths, cfg.batch_size, generator) if lengths is not None and cfg.group_by_length
-        else ShuffledBatches(len(train_data), cfg.batch_size, generator))
+        LengthGroupedBatches(lengths, cfg.batch_size, generator)
+        if lengths is not None and cfg.group_by_length
+        else ShuffledBatches(len(train_data), cfg.batch_size, generator)
+    )
     steps_per_epoch = len(sampler)
     if steps_per_epoch == 0:
         raise ValueError("no training examples: check the data section of the config")
@@ -160,8 +162,12 @@ def fit(
     world, rank = accelerator.num_processes, accelerator.process_index
     # The loader gets its own generator: by default each new iterator (each epoch) draws a seed
     # from torch's global RNG, which would shift the dropout masks of a resumed run.
-    loader = DataLoader(train_data, batch_sampler=ShardedBatches(sampler, world, rank), collate_fn=collate_fn,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        train_data,
+        batch_sampler=ShardedBatches(sampler, world, rank),
+        collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
     def better(key: str, score: float, best: float | None) -> bool:
         if best is None:
@@ -186,8 +192,9 @@ def fit(
             result.also_best = state["also_best"]
             running, running_n = state["running"], state["running_n"]
             result.history = _truncate_metrics(metrics_path, state["metrics_lines"]) if main else []
-            log.info("[%s] resuming from the checkpoint at step %d (epoch %d, batch %d)", desc, step, epoch,
-                     skip_batches)
+            log.info(
+                "[%s] resuming from the checkpoint at step %d (epoch %d, batch %d)", desc, step, epoch, skip_batches
+            )
     elif main and metrics_path.exists():
         # A fresh run: old records would mix with the new ones. Keep them aside, not deleted: a run
         # redone by mistake (settings that differ only in spelling, say) leaves the last log readable.
@@ -204,10 +211,20 @@ def fit(
 
     def save_checkpoint(batch_in_epoch: int) -> None:
         if main:
-            checkpoints.save(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, model=model,
-                             extra_modules=extra_modules, optimizer=optimizer, scheduler=scheduler, sampler=sampler,
-                             result=result, running=running, running_n=running_n,
-                             metrics_lines=len(result.history))
+            checkpoints.save(
+                step=step,
+                epoch=epoch,
+                batch_in_epoch=batch_in_epoch,
+                model=model,
+                extra_modules=extra_modules,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                sampler=sampler,
+                result=result,
+                running=running,
+                running_n=running_n,
+                metrics_lines=len(result.history),
+            )
         accelerator.wait_for_everyone()
 
     def end_of_epoch(epoch_value: float) -> None:
@@ -218,8 +235,12 @@ def fit(
             with torch.inference_mode():
                 metrics = evaluate_fn()
             model.train()
-            record = {"type": "eval", "step": step, "epoch": round(epoch_value, 3),
-                      **{f"dev/{k}": v for k, v in metrics.items()}}
+            record = {
+                "type": "eval",
+                "step": step,
+                "epoch": round(epoch_value, 3),
+                **{f"dev/{k}": v for k, v in metrics.items()},
+            }
             score = metrics.get(select_key) if select_key else None
             improved = score is not None and better(select_key, score, result.best_score)
             if improved:
@@ -235,7 +256,9 @@ def fit(
             log_record(record)
             # Percentages read well with 2 decimals; an embedding MSE (~1e-3) needs significant digits.
             shown = "n/a" if score is None else f"{score:.2f}" if abs(score) >= 0.1 or score == 0 else f"{score:.3g}"
-            bar.write(f"[{desc}] epoch {epoch_value:.2f}: dev {select_key} = {shown}" + (" (best, saved)" if improved else ""))
+            bar.write(
+                f"[{desc}] epoch {epoch_value:.2f}: dev {select_key} = {shown}" + (" (best, saved)" if improved else "")
+            )
         accelerator.wait_for_everyone()
 
     model.train()
@@ -249,9 +272,7 @@ def fit(
             parts = step_fn(batch, wrapped)
             loss = parts["loss"]
             if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at step {step}; lower train.lr or check the data"
-                )
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if world > 1:
@@ -273,8 +294,15 @@ def fit(
                     values = accelerator.reduce(torch.tensor([averaged[k] for k in names]), reduction="mean")
                     averaged = dict(zip(names, values.tolist()))
                 bar.set_postfix(loss=f"{averaged['loss']:.4f}")
-                log_record({"type": "train", "step": step, "epoch": round(step / steps_per_epoch, 3),
-                            "lr": scheduler.get_last_lr()[0], **averaged})
+                log_record(
+                    {
+                        "type": "train",
+                        "step": step,
+                        "epoch": round(step / steps_per_epoch, 3),
+                        "lr": scheduler.get_last_lr()[0],
+                        **averaged,
+                    }
+                )
                 running, running_n = {}, 0
             if step >= total_steps:
                 break

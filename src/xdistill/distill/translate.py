@@ -42,12 +42,16 @@ def teacher_kind(cfg: RunConfig) -> str:
 
 def load_teacher_translator(cfg: RunConfig) -> Translator:
     if cfg.teacher.command:
-        return CommandTranslator(cfg.teacher.command, batch_size=cfg.mt.command_batch_size,
-                                 timeout_s=cfg.mt.command_timeout_s)
+        return CommandTranslator(
+            cfg.teacher.command, batch_size=cfg.mt.command_batch_size, timeout_s=cfg.mt.command_timeout_s
+        )
     folder = teacher_dir(cfg)
     if not (folder / "config.json").is_file():
-        hint = ("run `xdistill translate-teacher train --config ...` first (or `xdistill run`)"
-                if not cfg.teacher.path else "check teacher.path")
+        hint = (
+            "run `xdistill translate-teacher train --config ...` first (or `xdistill run`)"
+            if not cfg.teacher.path
+            else "check teacher.path"
+        )
         raise XdistillError(f"no translation teacher in {folder}; {hint}")
     return Seq2SeqTranslator(folder, max_length=cfg.mt.max_length, decoding=cfg.mt.decoding)
 
@@ -58,8 +62,14 @@ class _Collate:
         self.max_length = max_length
 
     def __call__(self, pairs: list[ParallelPair]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer([p.source for p in pairs], text_target=[p.target for p in pairs], padding=True,
-                               truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = self.tokenizer(
+            [p.source for p in pairs],
+            text_target=[p.target for p in pairs],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         labels = batch["labels"]
         labels[labels == self.tokenizer.pad_token_id] = -100
         return dict(batch)
@@ -78,16 +88,29 @@ class DevChrF:
 
 
 def train_seq2seq(
-    model, tokenizer, pairs: list[ParallelPair], dev: list[ParallelPair], *, cfg: RunConfig, train_cfg: TrainConfig,
-    out_dir: Path, log_dir: Path, info: dict[str, Any], teacher: Seq2SeqTranslator | None = None,
-    progress: bool = True, desc: str = "student",
+    model,
+    tokenizer,
+    pairs: list[ParallelPair],
+    dev: list[ParallelPair],
+    *,
+    cfg: RunConfig,
+    train_cfg: TrainConfig,
+    out_dir: Path,
+    log_dir: Path,
+    info: dict[str, Any],
+    teacher: Seq2SeqTranslator | None = None,
+    progress: bool = True,
+    desc: str = "student",
 ) -> FitResult:
     """Train ``model`` on ``pairs`` with token CE (+ word-level KD to ``teacher``), keep the best on dev."""
     if not pairs:
         raise XdistillError("no training pairs for the translation model; check data.parallel / mt.monolingual")
     mt = cfg.mt
-    loss_fn = WordKDLoss(weight=mt.word_kd_weight if teacher is not None else 0.0,
-                         temperature=mt.word_kd_temperature, label_smoothing=mt.label_smoothing)
+    loss_fn = WordKDLoss(
+        weight=mt.word_kd_weight if teacher is not None else 0.0,
+        temperature=mt.word_kd_temperature,
+        label_smoothing=mt.label_smoothing,
+    )
     if teacher is not None:
         teacher.model.eval()
 
@@ -96,36 +119,59 @@ def train_seq2seq(
         teacher_logits = None
         if teacher is not None:
             with torch.no_grad():
-                teacher_logits = teacher.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                               labels=batch["labels"]).logits
+                teacher_logits = teacher.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+                ).logits
         return loss_fn(out.logits, batch["labels"], teacher_logits)
 
-    translator = Seq2SeqTranslator(out_dir, model=model, tokenizer=tokenizer, max_length=mt.max_length,
-                                   decoding=mt.decoding)
+    translator = Seq2SeqTranslator(
+        out_dir, model=model, tokenizer=tokenizer, max_length=mt.max_length, decoding=mt.decoding
+    )
     target_lang = cfg.data.target_langs[0]
     evaluate = DevChrF(translator, dev, target_lang, mt.eval_batch_size) if dev else None
-    lengths = [len(ids) for ids in tokenizer([p.source for p in pairs], truncation=True,
-                                             max_length=mt.max_length)["input_ids"]]
+    lengths = [
+        len(ids) for ids in tokenizer([p.source for p in pairs], truncation=True, max_length=mt.max_length)["input_ids"]
+    ]
     return fit(
-        model, pairs, _Collate(tokenizer, mt.max_length), step,
-        cfg=train_cfg, seed=train_cfg.seed if train_cfg.seed is not None else cfg.seed, run_dir=log_dir,
-        evaluate_fn=evaluate, select_key=train_cfg.select_metric,
+        model,
+        pairs,
+        _Collate(tokenizer, mt.max_length),
+        step,
+        cfg=train_cfg,
+        seed=train_cfg.seed if train_cfg.seed is not None else cfg.seed,
+        run_dir=log_dir,
+        evaluate_fn=evaluate,
+        select_key=train_cfg.select_metric,
         save_fn=lambda: save_translator(model, tokenizer, out_dir, info),
-        lengths=lengths, progress=progress, desc=desc,
+        lengths=lengths,
+        progress=progress,
+        desc=desc,
     )
 
 
 def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     """Train the Marian-style teacher of ``mt.teacher_model`` on the reference pairs."""
     if teacher_kind(cfg) != "trained":
-        raise XdistillError("this run's teacher is given (teacher.path or teacher.command); there is nothing to "
-                            "train: remove both to have xdistill train one from data.parallel")
+        raise XdistillError(
+            "this run's teacher is given (teacher.path or teacher.command); there is nothing to "
+            "train: remove both to have xdistill train one from data.parallel"
+        )
     data = load_mt_data(cfg)
     model, tokenizer = build_translation_model(cfg.mt.teacher_model, data.train, cfg, progress=progress)
     info = _info(cfg, "teacher", data, {"trained_on": "references", "pairs": len(data.train)}, cfg.mt.teacher_model)
-    return train_seq2seq(model, tokenizer, data.train, data.dev, cfg=cfg, train_cfg=cfg.teacher.train,
-                         out_dir=teacher_dir(cfg), log_dir=logs_dir(teacher_dir(cfg)), info=info,
-                         progress=progress, desc="teacher")
+    return train_seq2seq(
+        model,
+        tokenizer,
+        data.train,
+        data.dev,
+        cfg=cfg,
+        train_cfg=cfg.teacher.train,
+        out_dir=teacher_dir(cfg),
+        log_dir=logs_dir(teacher_dir(cfg)),
+        info=info,
+        progress=progress,
+        desc="teacher",
+    )
 
 
 def decode_settings(cfg: RunConfig, translator: Translator, beam: int) -> dict[str, Any]:
@@ -136,16 +182,19 @@ def decode_settings(cfg: RunConfig, translator: Translator, beam: int) -> dict[s
     return settings
 
 
-def seqkd_pairs(cfg: RunConfig, teacher: Translator, sources: list[str], *, progress: bool = True
-                ) -> tuple[list[ParallelPair], dict[str, int]]:
+def seqkd_pairs(
+    cfg: RunConfig, teacher: Translator, sources: list[str], *, progress: bool = True
+) -> tuple[list[ParallelPair], dict[str, int]]:
     """The teacher's translations of ``sources`` (cached on disk, resumable) as training pairs."""
     cache = TextCache(Path(cfg.cache_dir) / "translations")
     settings = decode_settings(cfg, teacher, cfg.mt.teacher_beam)
     key = cache.key(teacher.fingerprint(), sources, settings)
     hyps = cache.get_texts(
-        key, len(sources),
+        key,
+        len(sources),
         lambda a, b: teacher.translate(sources[a:b], beam=cfg.mt.teacher_beam, batch_size=cfg.mt.eval_batch_size),
-        description=f"teacher translations ({teacher.name})", progress=progress,
+        description=f"teacher translations ({teacher.name})",
+        progress=progress,
     )
     pairs = [ParallelPair(s, h) for s, h in zip(sources, hyps) if h.strip()]
     return pairs, {"sources": len(sources), "empty_translations": len(sources) - len(pairs), "cache_key": key}
@@ -176,28 +225,51 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     if not pairs:
         raise XdistillError("mt.seqkd and mt.use_references are both off: the student has no training pairs")
     # Word-level KD compares distributions id by id: the student takes the teacher's vocabulary.
-    model, tokenizer = build_translation_model(mt.student, pairs, cfg, progress=progress,
-                                               tokenizer=word_teacher.tokenizer if word_teacher else None)
-    log.info("student: %d training pairs (%s), %.1fM parameters", len(pairs),
-             ", ".join(f"{k}={v}" for k, v in made.items() if k != "teacher"),
-             sum(p.numel() for p in model.parameters()) / 1e6)
+    model, tokenizer = build_translation_model(
+        mt.student, pairs, cfg, progress=progress, tokenizer=word_teacher.tokenizer if word_teacher else None
+    )
+    log.info(
+        "student: %d training pairs (%s), %.1fM parameters",
+        len(pairs),
+        ", ".join(f"{k}={v}" for k, v in made.items() if k != "teacher"),
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
     info = _info(cfg, "student", data, made, mt.student)
-    return train_seq2seq(model, tokenizer, pairs, data.dev, cfg=cfg, train_cfg=cfg.train, out_dir=student_dir(cfg),
-                         log_dir=logs_dir(student_dir(cfg)), info=info, teacher=word_teacher,
-                         progress=progress, desc="student")
+    return train_seq2seq(
+        model,
+        tokenizer,
+        pairs,
+        data.dev,
+        cfg=cfg,
+        train_cfg=cfg.train,
+        out_dir=student_dir(cfg),
+        log_dir=logs_dir(student_dir(cfg)),
+        info=info,
+        teacher=word_teacher,
+        progress=progress,
+        desc="student",
+    )
 
 
-def build_translation_model(arch: Seq2SeqArchConfig, pairs: list[ParallelPair], cfg: RunConfig, *, tokenizer=None,
-                            progress: bool = True):
+def build_translation_model(
+    arch: Seq2SeqArchConfig, pairs: list[ParallelPair], cfg: RunConfig, *, tokenizer=None, progress: bool = True
+):
     """``(model, tokenizer)`` for ``arch``: warm-started from ``arch.init_encoder`` (its trimmed
     vocabulary), or a Marian-style model from scratch over a tokenizer trained on ``pairs``: one
     vocabulary for both sides, or one per side with ``mt.separate_vocabs``."""
     if arch.init_encoder:
-        return build_warm_started(arch, _corpus(pairs), cfg.mt.max_length, vocab_size=cfg.mt.vocab_size,
-                                  tokenizer=tokenizer, progress=progress)
+        return build_warm_started(
+            arch,
+            _corpus(pairs),
+            cfg.mt.max_length,
+            vocab_size=cfg.mt.vocab_size,
+            tokenizer=tokenizer,
+            progress=progress,
+        )
     if tokenizer is None and cfg.mt.separate_vocabs:
-        tokenizer = train_per_side_tokenizer([p.source for p in pairs], [p.target for p in pairs],
-                                             cfg.mt.vocab_size, cfg.mt.max_length)
+        tokenizer = train_per_side_tokenizer(
+            [p.source for p in pairs], [p.target for p in pairs], cfg.mt.vocab_size, cfg.mt.max_length
+        )
     tokenizer = tokenizer or train_tokenizer(_corpus(pairs), cfg.mt.vocab_size, cfg.mt.max_length)
     return build_marian(arch, tokenizer, cfg.mt.max_length), tokenizer
 
@@ -212,12 +284,18 @@ def _teacher_name(cfg: RunConfig) -> str:
 
 def _info(cfg: RunConfig, role: str, data: MTData, made: dict[str, Any], arch: Seq2SeqArchConfig) -> dict[str, Any]:
     if arch.init_encoder:
-        architecture = {"type": "bart", "init_encoder": arch.init_encoder,
-                        "encoder_layer_ids": arch.encoder_layer_ids or "all",
-                        "decoder_layer_ids": arch.decoder_layer_ids or None, "freeze_encoder": arch.freeze_encoder}
+        architecture = {
+            "type": "bart",
+            "init_encoder": arch.init_encoder,
+            "encoder_layer_ids": arch.encoder_layer_ids or "all",
+            "decoder_layer_ids": arch.decoder_layer_ids or None,
+            "freeze_encoder": arch.freeze_encoder,
+        }
     else:
-        architecture = {"type": "marian", **{k: getattr(arch, k) for k in (
-            "encoder_layers", "decoder_layers", "d_model", "ffn_size", "heads")}}
+        architecture = {
+            "type": "marian",
+            **{k: getattr(arch, k) for k in ("encoder_layers", "decoder_layers", "d_model", "ffn_size", "heads")},
+        }
     return {
         "architecture": architecture,
         "role": role,

@@ -69,16 +69,25 @@ def load_probe(cfg: RunConfig) -> ProbeData | None:
     seed = cfg.data.sample_seed
 
     def read(path: str, lang: str, limit: int | None):
-        examples, _ = read_labelled(cfg.data.resolve(path), columns=cols, labels=probe.labels,
-                                    label_map=probe.label_map or None, lang=lang, header=probe.header)
+        examples, _ = read_labelled(
+            cfg.data.resolve(path),
+            columns=cols,
+            labels=probe.labels,
+            label_map=probe.label_map or None,
+            lang=lang,
+            header=probe.header,
+        )
         return seeded_subset(examples, limit, seed, "probe", lang)
 
     tests = {lang: read(path, lang, probe.max_test) for lang, path in probe.test.items()}
     test_keys = {text_key(e.text) for exs in tests.values() for e in exs}
     train = [e for e in read(probe.train, cfg.data.source_lang, None) if text_key(e.text) not in test_keys]
     train = seeded_subset(train, probe.max_train, seed, "probe", "train")
-    return ProbeData([e.text for e in train], [e.label for e in train],
-                     {lang: ([e.text for e in exs], [e.label for e in exs]) for lang, exs in tests.items()})
+    return ProbeData(
+        [e.text for e in train],
+        [e.label for e in train],
+        {lang: ([e.text for e in exs], [e.label for e in exs]) for lang, exs in tests.items()},
+    )
 
 
 def evaluate_embedding_model(
@@ -95,9 +104,17 @@ def evaluate_embedding_model(
     """The report entry of one model (see the module docstring)."""
     model.eval()
     embed: Callable[[list[str], str], np.ndarray] = lambda texts, what: encode(  # noqa: E731
-        model, tokenizer, texts, batch_size=cfg.embed.eval_batch_size, progress=progress, desc=f"{name} {what}")
-    entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder),
-                             "settings": model.settings(), "retrieval": {}, "mse": None, "probe_accuracy": None}
+        model, tokenizer, texts, batch_size=cfg.embed.eval_batch_size, progress=progress, desc=f"{name} {what}"
+    )
+    entry: dict[str, Any] = {
+        "path": str(folder),
+        **count_parameters(model),
+        "disk_mb": disk_mb(folder),
+        "settings": model.settings(),
+        "retrieval": {},
+        "mse": None,
+        "probe_accuracy": None,
+    }
     src = data.source_lang
     for lang, pairs in data.retrieval.items():
         source = embed([p.source for p in pairs], f"retrieval {src}")
@@ -116,12 +133,17 @@ def evaluate_embedding_model(
         tests = {lang: (embed(texts, f"probe test {lang}"), labels) for lang, (texts, labels) in p.tests.items()}
         entry["probe_accuracy"] = probe_accuracy(train_x, p.train_labels, tests, c=cfg.embed.probe.c, seed=cfg.seed)
     if cfg.evaluate.speed and data.speed_texts:
-        entry.update(embedding_speed(model, tokenizer, data.speed_texts, threads=cfg.evaluate.threads,
-                                     repeats=cfg.evaluate.repeats))
+        entry.update(
+            embedding_speed(
+                model, tokenizer, data.speed_texts, threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats
+            )
+        )
     return entry
 
 
-def embedding_speed(model: SentenceEncoder, tokenizer, texts: list[str], *, threads: int, repeats: int) -> dict[str, float]:
+def embedding_speed(
+    model: SentenceEncoder, tokenizer, texts: list[str], *, threads: int, repeats: int
+) -> dict[str, float]:
     """Latency at batch 1 and throughput at batch 32 on the same real sentences for every model.
 
     Batch 1 cycles through the sentences (each call embeds the next one), so the median is that
@@ -136,17 +158,22 @@ def embedding_speed(model: SentenceEncoder, tokenizer, texts: list[str], *, thre
         model(*(next(singles) if bs == 1 else batch32))
 
     speed = measure_speed(run, batch_sizes=(1, 32), threads=threads, repeats=repeats)
-    return {"latency_ms_b1": speed["latency_ms_b1"], "throughput_b32": speed["throughput_b32"],
-            "speed_threads": speed["threads"]}
+    return {
+        "latency_ms_b1": speed["latency_ms_b1"],
+        "throughput_b32": speed["throughput_b32"],
+        "speed_threads": speed["threads"],
+    }
 
 
-def load_eval_data(cfg: RunConfig, teacher: SentenceEncoder, t_tok, teacher_folder: Path, data: EmbedData, *,
-                   progress: bool = True) -> EvalData:
+def load_eval_data(
+    cfg: RunConfig, teacher: SentenceEncoder, t_tok, teacher_folder: Path, data: EmbedData, *, progress: bool = True
+) -> EvalData:
     retrieval = load_retrieval_sets(cfg)
     heldout = {lang: pairs for lang, pairs in data.heldout.items() if pairs}
     english = unique([p.source for pairs in heldout.values() for p in pairs])
-    vectors = teacher_embeddings(cfg, teacher, t_tok, teacher_folder, english, progress=progress,
-                                 what="teacher on held-out English")
+    vectors = teacher_embeddings(
+        cfg, teacher, t_tok, teacher_folder, english, progress=progress, what="teacher on held-out English"
+    )
     row_of = {t: i for i, t in enumerate(english)}
     targets = {lang: vectors[[row_of[p.source] for p in pairs]] for lang, pairs in heldout.items()}
     speed_texts = [p.source for pairs in (*retrieval.values(), *heldout.values()) for p in pairs][:SPEED_TEXTS]
@@ -158,7 +185,9 @@ def evaluate_embedding_run(cfg: RunConfig, *, progress: bool = True, write: bool
 
     student_folder = student_dir(cfg)
     if not (student_folder / "modules.json").is_file():
-        raise ModelError(f"no sentence-embedding student in {student_folder}; run `xdistill distill --config ...` first")
+        raise ModelError(
+            f"no sentence-embedding student in {student_folder}; run `xdistill distill --config ...` first"
+        )
     data = load_embed_data(cfg)
     teacher_folder = recorded_teacher(cfg) or resolve_teacher(cfg, data)
     teacher, t_tok = load_teacher(cfg, teacher_folder)
@@ -170,28 +199,38 @@ def evaluate_embedding_run(cfg: RunConfig, *, progress: bool = True, write: bool
         "languages": [cfg.data.source_lang] + [lang for lang in data.train if lang != cfg.data.source_lang],
         "machine": machine_info(),
         "data": data.summary,
-        "eval_sizes": {"retrieval": {lang: len(p) for lang, p in eval_data.retrieval.items()},
-                       "heldout": {lang: len(p) for lang, p in eval_data.heldout.items()},
-                       "probe_train": len(eval_data.probe.train_texts) if eval_data.probe else 0,
-                       "probe_test": {lang: len(t[0]) for lang, t in eval_data.probe.tests.items()} if eval_data.probe else {}},
+        "eval_sizes": {
+            "retrieval": {lang: len(p) for lang, p in eval_data.retrieval.items()},
+            "heldout": {lang: len(p) for lang, p in eval_data.heldout.items()},
+            "probe_train": len(eval_data.probe.train_texts) if eval_data.probe else 0,
+            "probe_test": {lang: len(t[0]) for lang, t in eval_data.probe.tests.items()} if eval_data.probe else {},
+        },
         "models": {},
     }
     models = results["models"]
-    models["teacher"] = evaluate_embedding_model(cfg, "teacher", teacher, t_tok, teacher_folder, eval_data,
-                                                 in_teacher_space=True, progress=progress)
+    models["teacher"] = evaluate_embedding_model(
+        cfg, "teacher", teacher, t_tok, teacher_folder, eval_data, in_teacher_space=True, progress=progress
+    )
     del teacher
     student, s_tok = load_sentence_encoder(student_folder, flag="student")
-    models["student"] = evaluate_embedding_model(cfg, "student", student, s_tok, student_folder, eval_data,
-                                                 in_teacher_space=True, progress=progress)
+    models["student"] = evaluate_embedding_model(
+        cfg, "student", student, s_tok, student_folder, eval_data, in_teacher_space=True, progress=progress
+    )
     del student
     for name, ref in cfg.embed.references.items():
         folder = resolve_model_path(ref.path, flag=f"embed.references.{name}.path")
-        model, tok = load_sentence_encoder(folder, flag=f"embed.references.{name}.path",
-                                           default_pooling=ref.pooling or "mean", normalize=ref.normalize,
-                                           text_prefix=ref.text_prefix, max_length=cfg.teacher.max_length)
+        model, tok = load_sentence_encoder(
+            folder,
+            flag=f"embed.references.{name}.path",
+            default_pooling=ref.pooling or "mean",
+            normalize=ref.normalize,
+            text_prefix=ref.text_prefix,
+            max_length=cfg.teacher.max_length,
+        )
         # A reference model has its own embedding space: an MSE to the teacher would mean nothing.
-        models[name] = evaluate_embedding_model(cfg, name, model, tok, folder, eval_data,
-                                                in_teacher_space=False, progress=progress)
+        models[name] = evaluate_embedding_model(
+            cfg, name, model, tok, folder, eval_data, in_teacher_space=False, progress=progress
+        )
         del model
     results["ratios"] = speed_and_size_ratios(models)
     results["run_dir"] = str(cfg.run_dir)
@@ -214,4 +253,3 @@ def speed_and_size_ratios(models: dict[str, dict[str, Any]]) -> dict[str, dict[s
             r["speedup_b1"] = other["latency_ms_b1"] / student["latency_ms_b1"]
         ratios[f"student_vs_{name}"] = r
     return ratios
-

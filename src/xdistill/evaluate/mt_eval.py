@@ -30,13 +30,19 @@ SPEED_BATCH = 32
 BLACK_BOX_TIMED = 500
 
 
-def translate_cached(cfg: RunConfig, translator: Translator, sources: list[str], beam: int, *,
-                     progress: bool, desc: str) -> list[str]:
+def translate_cached(
+    cfg: RunConfig, translator: Translator, sources: list[str], beam: int, *, progress: bool, desc: str
+) -> list[str]:
     """Test-set translations of a fixed model are cached like seq-KD ones (a slow teacher is slow once)."""
     cache = TextCache(Path(cfg.cache_dir) / "translations")
     key = cache.key(translator.fingerprint(), sources, decode_settings(cfg, translator, beam))
-    return cache.get_texts(key, len(sources), lambda a, b: translator.translate(
-        sources[a:b], beam=beam, batch_size=cfg.mt.eval_batch_size), description=desc, progress=progress)
+    return cache.get_texts(
+        key,
+        len(sources),
+        lambda a, b: translator.translate(sources[a:b], beam=beam, batch_size=cfg.mt.eval_batch_size),
+        description=desc,
+        progress=progress,
+    )
 
 
 def speed_batch(sentences: list[str]) -> list[str]:
@@ -44,8 +50,9 @@ def speed_batch(sentences: list[str]) -> list[str]:
     return (sentences * (SPEED_BATCH // max(1, len(sentences)) + 1))[:SPEED_BATCH]
 
 
-def seq2seq_speed(translator: Seq2SeqTranslator, sentences: list[str], *, threads: int, repeats: int,
-                  beams: tuple[int, ...] = (1, 4)) -> dict[str, float]:
+def seq2seq_speed(
+    translator: Seq2SeqTranslator, sentences: list[str], *, threads: int, repeats: int, beams: tuple[int, ...] = (1, 4)
+) -> dict[str, float]:
     """Sentences/s and target tokens/s at batch 32 per beam size, and the greedy batch-1 latency."""
     pool = speed_batch(sentences)
     out: dict[str, float] = {}
@@ -57,8 +64,13 @@ def seq2seq_speed(translator: Seq2SeqTranslator, sentences: list[str], *, thread
             ids = translator.generate_ids(pool[:bs], beam)
             produced[bs] = sum(int(t) not in special for t in ids.flatten())
 
-        timing = measure_speed(run_batch, batch_sizes=(1, SPEED_BATCH) if beam == 1 else (SPEED_BATCH,),
-                               threads=threads, repeats=repeats, warmup=1)
+        timing = measure_speed(
+            run_batch,
+            batch_sizes=(1, SPEED_BATCH) if beam == 1 else (SPEED_BATCH,),
+            threads=threads,
+            repeats=repeats,
+            warmup=1,
+        )
         name = "greedy" if beam == 1 else f"beam{beam}"
         sps = timing[f"throughput_b{SPEED_BATCH}"]
         out[f"sentences_per_s_{name}"] = sps
@@ -77,15 +89,22 @@ def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[s
     if not (student_folder / "config.json").is_file():
         raise FileNotFoundError(f"no student in {student_folder}; run `xdistill distill --config ...` first")
     models: dict[str, tuple[Translator, int]] = {
-        "student": (Seq2SeqTranslator(student_folder, max_length=cfg.mt.max_length, decoding=cfg.mt.decoding),
-                    cfg.mt.eval_beam),
+        "student": (
+            Seq2SeqTranslator(student_folder, max_length=cfg.mt.max_length, decoding=cfg.mt.decoding),
+            cfg.mt.eval_beam,
+        ),
     }
     if cfg.distill.use_teacher:
         # The same beam as the student: its test rows and speed compare like with like
         # (mt.teacher_beam is the beam of the seq-KD translations).
         models = {"teacher": (load_teacher_translator(cfg), cfg.mt.eval_beam), **models}
-    results: dict[str, Any] = {"task": "translation", "pair": f"{cfg.data.source_lang}-{target}",
-                               "machine": machine_info(), "teacher_kind": teacher_kind(cfg), "models": {}}
+    results: dict[str, Any] = {
+        "task": "translation",
+        "pair": f"{cfg.data.source_lang}-{target}",
+        "machine": machine_info(),
+        "teacher_kind": teacher_kind(cfg),
+        "models": {},
+    }
     out_dir = Path(cfg.run_dir) / "translations"
     first = next(iter(tests.values()))
     for name, (translator, beam) in models.items():
@@ -106,16 +125,29 @@ def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[s
             entry.update(count_parameters(translator.model))
             entry["disk_mb"] = disk_mb(translator.folder)
             if cfg.evaluate.speed:
-                entry.update(seq2seq_speed(translator, [p.source for p in first],
-                                           threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats))
-                entry["sentences_per_s"] = entry[f"sentences_per_s_{'greedy' if beam == 1 else f'beam{beam}'}"] \
-                    if beam in (1, 4) else entry["sentences_per_s_greedy"]
+                entry.update(
+                    seq2seq_speed(
+                        translator,
+                        [p.source for p in first],
+                        threads=cfg.evaluate.threads,
+                        repeats=cfg.evaluate.repeats,
+                    )
+                )
+                entry["sentences_per_s"] = (
+                    entry[f"sentences_per_s_{'greedy' if beam == 1 else f'beam{beam}'}"]
+                    if beam in (1, 4)
+                    else entry["sentences_per_s_greedy"]
+                )
         results["models"][name] = entry
     teacher = results["models"].get("teacher")
     student = results["models"]["student"]
     if teacher:
-        student["chrf_vs_teacher"] = {t: round(100 * student["tests"][t]["chrf"] / teacher["tests"][t]["chrf"], 1)
-                                      if teacher["tests"][t]["chrf"] else None for t in tests}
+        student["chrf_vs_teacher"] = {
+            t: round(100 * student["tests"][t]["chrf"] / teacher["tests"][t]["chrf"], 1)
+            if teacher["tests"][t]["chrf"]
+            else None
+            for t in tests
+        }
         if teacher.get("sentences_per_s") and student.get("sentences_per_s"):
             student["speedup"] = student["sentences_per_s"] / teacher["sentences_per_s"]
     run_dir = Path(cfg.run_dir)
@@ -126,9 +158,12 @@ def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[s
 
 def translation_report(results: dict[str, Any]) -> str:
     tests = list(next(iter(results["models"].values()))["tests"])
-    lines = [f"# Translation {results['pair']}", "",
-             "| model | " + " | ".join(f"{t} BLEU | {t} chrF" for t in tests) + " | params (M) | disk MB | sent/s |",
-             "| --- | " + " | ".join("--: | --:" for _ in tests) + " | --: | --: | --: |"]
+    lines = [
+        f"# Translation {results['pair']}",
+        "",
+        "| model | " + " | ".join(f"{t} BLEU | {t} chrF" for t in tests) + " | params (M) | disk MB | sent/s |",
+        "| --- | " + " | ".join("--: | --:" for _ in tests) + " | --: | --: | --: |",
+    ]
     for name, m in results["models"].items():
         cells = " | ".join(f"{m['tests'][t]['bleu']:.1f} | {m['tests'][t]['chrf']:.1f}" for t in tests)
         params = f"{m['params_total'] / 1e6:.1f}" if "params_total" in m else "–"
@@ -138,4 +173,3 @@ def translation_report(results: dict[str, Any]) -> str:
     first = next(iter(results["models"].values()))["tests"][tests[0]]
     lines += ["", f"BLEU: `{first['bleu_signature']}`  ", f"chrF: `{first['chrf_signature']}`", ""]
     return "\n".join(lines)
-

@@ -272,13 +272,14 @@ def _report_markdown(results: dict, confusions: dict[tuple[str, str], Path]) -> 
         f"Source language: {results.get('source_language', MISSING)} · evaluated on: {langs or MISSING}",
         "## Quality by language\n\nAccuracy, macro-F1 and agreement in percent.\n\n" + _quality_table(results),
         "## Size and speed\n\n" + _size_speed_table(results),
-        "## Models\n\n" + "\n".join(
-            f"- **{m}**: `{results['models'][m].get('path', MISSING)}`" for m in _model_names(results)
-        ),
+        "## Models\n\n"
+        + "\n".join(f"- **{m}**: `{results['models'][m].get('path', MISSING)}`" for m in _model_names(results)),
         "## Plots\n\n![Accuracy by language](accuracy_by_language.png)",
     ]
     if confusions:
-        parts.append("Confusion matrices (rows: true label, normalised to sum to 1):\n\n" + _confusion_links(confusions))
+        parts.append(
+            "Confusion matrices (rows: true label, normalised to sum to 1):\n\n" + _confusion_links(confusions)
+        )
     return "\n\n".join(parts) + "\n"
 
 

@@ -49,10 +49,17 @@ def code_version() -> dict[str, Any]:
     result can be traced to the code that made it; ``None`` outside a git checkout."""
     root = Path(__file__).resolve().parents[3]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": bool(status.strip())}
@@ -76,14 +83,21 @@ def evaluate_classifier(
     entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
     predictions: dict[str, np.ndarray] = {}
     for lang, examples in test.items():
-        ids = encode_texts(tokenizer, [e.text for e in examples], text_pairs(examples),
-                           prefix=model.text_prefix, max_length=model.max_length)
-        logits = predict(model, ids, pad, batch_size=cfg.train.eval_batch_size, progress=progress,
-                         desc=f"{name} {lang}")["logits"]
+        ids = encode_texts(
+            tokenizer,
+            [e.text for e in examples],
+            text_pairs(examples),
+            prefix=model.text_prefix,
+            max_length=model.max_length,
+        )
+        logits = predict(
+            model, ids, pad, batch_size=cfg.train.eval_batch_size, progress=progress, desc=f"{name} {lang}"
+        )["logits"]
         predictions[lang] = logits.argmax(-1)
         gold = np.array([e.label for e in examples])
-        entry["metrics"][lang] = classification_metrics(gold, predictions[lang], len(cfg.data.labels),
-                                                        ordinal=cfg.data.ordinal)
+        entry["metrics"][lang] = classification_metrics(
+            gold, predictions[lang], len(cfg.data.labels), ordinal=cfg.data.ordinal
+        )
     return entry, predictions
 
 
@@ -148,20 +162,31 @@ def classifier_speeds(cfg: RunConfig, folders: dict[str, Path], test: dict[str, 
     sample = speed_sample(test)
     runners = {}
     for name, folder in folders.items():
-        model, tokenizer = load_classifier(folder, flag=name, labels=cfg.data.labels,
-                                           max_length=cfg.teacher.max_length)
+        model, tokenizer = load_classifier(folder, flag=name, labels=cfg.data.labels, max_length=cfg.teacher.max_length)
         model.eval()
-        ids = encode_texts(tokenizer, [e.text for e in sample], text_pairs(sample), prefix=model.text_prefix,
-                           max_length=model.max_length)
+        ids = encode_texts(
+            tokenizer,
+            [e.text for e in sample],
+            text_pairs(sample),
+            prefix=model.text_prefix,
+            max_length=model.max_length,
+        )
         pad = pad_token_id(tokenizer)
         batches = {bs: pad_ids((ids * ((bs // len(ids)) + 1))[:bs], pad) for bs in (1, 32)}
         runners[name] = lambda bs, model=model, batches=batches: model(*batches[bs])
     speeds = measure_speeds(runners, batch_sizes=(1, 32), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
-    return {name: {"latency_ms_b1": s["latency_ms_b1"], "throughput_b32": s["throughput_b32"],
-                   "speed_threads": s["threads"], "speed_repeats": s["repeats"],
-                   "speed_samples_ms": {"b1": s["samples_ms_b1"], "b32": s["samples_ms_b32"]},
-                   "speed_iqr_ms": {"b1": s["iqr_ms_b1"], "b32": s["iqr_ms_b32"]}}
-            for name, s in speeds.items()}
+    return {
+        name: {
+            "latency_ms_b1": s["latency_ms_b1"],
+            "latency_ms_b32": s["latency_ms_b32"],
+            "throughput_b32": s["throughput_b32"],
+            "speed_threads": s["threads"],
+            "speed_repeats": s["repeats"],
+            "speed_samples_ms": {"b1": s["samples_ms_b1"], "b32": s["samples_ms_b32"]},
+            "speed_iqr_ms": {"b1": s["iqr_ms_b1"], "b32": s["iqr_ms_b32"]},
+        }
+        for name, s in speeds.items()
+    }
 
 
 def evaluate_run(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def measure_speeds(
                     for _ in range(warmup):
                         runners[name](bs)
             for r in range(repeats):
-                order = names[r % len(names):] + names[:r % len(names)]
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for bs in batch_sizes:
                     for name in order:
                         start = time.perf_counter()
@@ -149,6 +149,7 @@ def speedups(speeds: Mapping[str, dict], reference: str, batch_sizes: Iterable[i
     for name, entry in speeds.items():
         if name == reference:
             continue
-        out[name] = {f"speedup_b{bs}": speeds[reference][f"latency_ms_b{bs}"] / entry[f"latency_ms_b{bs}"]
-                     for bs in batch_sizes}
+        out[name] = {
+            f"speedup_b{bs}": speeds[reference][f"latency_ms_b{bs}"] / entry[f"latency_ms_b{bs}"] for bs in batch_sizes
+        }
     return out

@@ -81,21 +81,33 @@ class ExportResult:
         return asdict(self)
 
 
-def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: str | None = None,
-                 eval_config: str | Path | None = None, max_drop: float = 0.5,
-                 sample_texts: Sequence[str] | None = None, threads: int = 2, overwrite: bool = False
-                 ) -> ExportResult:
+def export_model(
+    model_dir: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    quantize: str | None = None,
+    eval_config: str | Path | None = None,
+    max_drop: float = 0.5,
+    sample_texts: Sequence[str] | None = None,
+    threads: int = 2,
+    overwrite: bool = False,
+) -> ExportResult:
     start = time.perf_counter()
     model_dir, out = Path(model_dir), Path(os.path.abspath(Path(out).expanduser()))
     kind, src_format, info = detect_kind(model_dir)
     if src_format != "pytorch":
         raise ModelError(f"{model_dir} is already a {src_format} export; export from the PyTorch folder")
     if fmt not in FORMATS:
-        raise ModelError(f"unknown export format {fmt!r}; choose onnx (classifiers, encoders) or ctranslate2 (translation)")
+        raise ModelError(
+            f"unknown export format {fmt!r}; choose onnx (classifiers, encoders) or ctranslate2 (translation)"
+        )
     if kind not in FORMATS[fmt]:
         other = "ctranslate2" if kind == "translation" else "onnx"
-        raise ModelError(f"{model_dir} is a {kind} model; --format {fmt} is for {', '.join(FORMATS[fmt])} "
-                         f"models: use --format {other}")
+        raise ModelError(
+            f"{model_dir} is a {kind} model; --format {fmt} is for {', '.join(FORMATS[fmt])} "
+            f"models: use --format {other}"
+        )
     if quantize not in (None, "int8"):
         raise ModelError(f"--quantize {quantize!r} is not supported; use int8 or leave it out")
     if out.resolve() == model_dir.resolve():
@@ -105,9 +117,11 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: 
     owned, foreign = _out_files(out)
     if foreign and not overwrite:
         listed = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise ModelError(f"--out {out} already holds files xdistill did not write ({listed}); export into a new or "
-                         "empty folder, or pass --overwrite to write the export next to them (files xdistill did "
-                         "not write are never deleted or replaced)")
+        raise ModelError(
+            f"--out {out} already holds files xdistill did not write ({listed}); export into a new or "
+            "empty folder, or pass --overwrite to write the export next to them (files xdistill did "
+            "not write are never deleted or replaced)"
+        )
     reference = load_model(model_dir, threads=threads)
     # The dev data is read once: it gives the parity samples and the gate's measurements.
     dev = dev_data(eval_config, kind) if eval_config is not None else None
@@ -121,15 +135,23 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: 
         reference.tokenizer.save_pretrained(tmp)
         # "files": what this export wrote, so a later export into the folder knows what it may replace.
         files = sorted({*_files_under(tmp), MODEL_INFO, "README.md"})
-        exported_info = {**info, "format": fmt, "quantize": quantize, "exported_from": str(model_dir),
-                         **({"onnx_file": "model.onnx"} if fmt == "onnx" else {}), "files": files}
+        exported_info = {
+            **info,
+            "format": fmt,
+            "quantize": quantize,
+            "exported_from": str(model_dir),
+            **({"onnx_file": "model.onnx"} if fmt == "onnx" else {}),
+            "files": files,
+        }
         exported_info = write_model_info(tmp, exported_info)
         exported = load_model(tmp, threads=threads)
         parity = check_parity(reference, exported, samples)
         tolerance_ok = parity.pop("ok")
         if quantize is None and not tolerance_ok:
-            raise ExportCheckFailed(f"{fmt} export of {model_dir} does not match the PyTorch model: {parity}; "
-                                    "this is a bug in the export, please report it")
+            raise ExportCheckFailed(
+                f"{fmt} export of {model_dir} does not match the PyTorch model: {parity}; "
+                "this is a bug in the export, please report it"
+            )
         gate = None
         if eval_config is not None:
             gate = accuracy_gate(reference, exported, dev, max_drop)
@@ -137,14 +159,24 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path, *, quantize: 
                 raise ExportCheckFailed(
                     f"{fmt}{'-' + quantize if quantize else ''} export loses {gate['drop']:.2f} {gate['metric']} points on "
                     f"the dev data of {eval_config} ({gate['reference']:.2f} -> {gate['exported']:.2f}), more than "
-                    f"the allowed {max_drop:g}; keep fp32, or raise --max-drop if that loss is acceptable")
+                    f"the allowed {max_drop:g}; keep fp32, or raise --max-drop if that loss is acceptable"
+                )
         from ..model_card import write_model_card
 
-        write_model_card(tmp, exported_info, export={"format": fmt, "quantize": quantize, "parity": parity,
-                                                     "gate": gate})
+        write_model_card(
+            tmp, exported_info, export={"format": fmt, "quantize": quantize, "parity": parity, "gate": gate}
+        )
     size = sum((out / name).stat().st_size for name in files if (out / name).is_file()) / 1e6
-    return ExportResult(folder=str(out), kind=kind, format=fmt, quantize=quantize, parity=parity, gate=gate,
-                        disk_mb=size, seconds=time.perf_counter() - start)
+    return ExportResult(
+        folder=str(out),
+        kind=kind,
+        format=fmt,
+        quantize=quantize,
+        parity=parity,
+        gate=gate,
+        disk_mb=size,
+        seconds=time.perf_counter() - start,
+    )
 
 
 # -- the --out folder -----------------------------------------------------------------------------
@@ -209,8 +241,10 @@ def _staging(out: Path, in_place: bool, owned: set[str], foreign: set[str]) -> I
         new = _files_under(tmp)
         clash = sorted(new & foreign)
         if clash:
-            raise ModelError(f"--out {out}: {clash[0]} is there already and xdistill did not write it; the export "
-                             "would replace it. Move it away, or export into a new or empty folder")
+            raise ModelError(
+                f"--out {out}: {clash[0]} is there already and xdistill did not write it; the export "
+                "would replace it. Move it away, or export into a new or empty folder"
+            )
         for rel in sorted(new, key=lambda r: r == MODEL_INFO):
             dest = out / rel
             if dest.is_dir() and not dest.is_symlink():
@@ -251,8 +285,9 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
     output = "logits" if reference.kind == "classifier" else "embedding"
     _eager_attention(reference.backend.encoder)
     module = _OutputOnly(reference.backend, output).eval()
-    enc = reference.tokenizer(["a short example", "a second, somewhat longer example text"], padding=True,
-                              return_tensors="pt")
+    enc = reference.tokenizer(
+        ["a short example", "a second, somewhat longer example text"], padding=True, return_tensors="pt"
+    )
     path = folder / "model.onnx"
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about Python-side branches in HF code (mask padding, SDPA's is_causal);
@@ -261,10 +296,18 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
         # The TorchScript exporter: the torch.export-based one needs onnxscript and fixed-rank
         # dynamic shapes for these HF models; this one handles them and onnxruntime runs the result.
         torch.onnx.export(
-            module, (enc["input_ids"], enc["attention_mask"]), str(path), dynamo=False,
-            input_names=["input_ids", "attention_mask"], output_names=[output], opset_version=17,
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                          output: {0: "batch"}},
+            module,
+            (enc["input_ids"], enc["attention_mask"]),
+            str(path),
+            dynamo=False,
+            input_names=["input_ids", "attention_mask"],
+            output_names=[output],
+            opset_version=17,
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                output: {0: "batch"},
+            },
         )
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -288,9 +331,11 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
 def _check_ct2_exportable(model_dir: Path) -> None:
     if (model_dir / "target_vocab.json").is_file():
         # The converter writes one shared vocabulary (the source side's): the decoder's ids would be misread.
-        raise ModelError(f"{model_dir} has one vocabulary per side (mt.separate_vocabs); CTranslate2's converter "
-                         "writes a single shared vocabulary, so this model cannot be exported to ctranslate2. "
-                         "Serve the PyTorch folder, or train with mt.separate_vocabs: false to export")
+        raise ModelError(
+            f"{model_dir} has one vocabulary per side (mt.separate_vocabs); CTranslate2's converter "
+            "writes a single shared vocabulary, so this model cannot be exported to ctranslate2. "
+            "Serve the PyTorch folder, or train with mt.separate_vocabs: false to export"
+        )
 
 
 def _export_ct2(model_dir: Path, reference: LoadedModel, folder: Path, quantize: str | None) -> None:
@@ -310,13 +355,21 @@ def check_parity(reference: LoadedModel, exported: LoadedModel, texts: Sequence[
         a, b = reference.logits(texts), exported.logits(texts)
         diff = float(np.abs(a - b).max())
         same = float((a.argmax(-1) == b.argmax(-1)).mean())
-        return {"max_abs_logit_diff": diff, "same_label_rate": same, "samples": len(texts),
-                "ok": diff <= FP32_MAX_ABS_LOGIT_DIFF}
+        return {
+            "max_abs_logit_diff": diff,
+            "same_label_rate": same,
+            "samples": len(texts),
+            "ok": diff <= FP32_MAX_ABS_LOGIT_DIFF,
+        }
     if reference.kind == "sentence-encoder":
         a, b = reference.embed(texts), exported.embed(texts)
         cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
-        return {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), "samples": len(texts),
-                "ok": float(cos.min()) >= FP32_MIN_COSINE}
+        return {
+            "min_cosine": float(cos.min()),
+            "mean_cosine": float(cos.mean()),
+            "samples": len(texts),
+            "ok": float(cos.min()) >= FP32_MIN_COSINE,
+        }
     a = reference.translate(texts, beam=1)
     b = exported.translate(texts, beam=1)
     rate = float(np.mean([x == y for x, y in zip(a, b)])) if texts else 1.0
@@ -334,14 +387,18 @@ def dev_data(eval_config: str | Path, kind: str) -> dict[str, Any]:
         dev = load_dev(cfg)
         if not dev:
             raise XdistillError(f"{eval_config}: data.dev is empty; the accuracy gate needs dev files")
-        return {"by_lang": {lang: (ex, text_pairs(ex)) for lang, ex in dev.items()},
-                "texts": [e.text for ex in dev.values() for e in ex]}
+        return {
+            "by_lang": {lang: (ex, text_pairs(ex)) for lang, ex in dev.items()},
+            "texts": [e.text for ex in dev.values() for e in ex],
+        }
     if kind == "sentence-encoder":
         from ..data.embed_data import load_retrieval_sets
 
         sets = load_retrieval_sets(cfg)
         if not sets:
-            raise XdistillError(f"{eval_config}: embed.eval_retrieval is empty; the accuracy gate needs a retrieval set")
+            raise XdistillError(
+                f"{eval_config}: embed.eval_retrieval is empty; the accuracy gate needs a retrieval set"
+            )
         return {"sets": sets, "texts": [p.source for pairs in sets.values() for p in pairs]}
     from ..data.mt_data import load_mt_data
 
@@ -373,10 +430,17 @@ def model_metric(model: LoadedModel, data: dict[str, Any]) -> tuple[str, float]:
     return "chrF", translation_scores(hyps, [p.target for p in pairs], data["target"])["chrf"]
 
 
-def accuracy_gate(reference: LoadedModel, exported: LoadedModel, data: dict[str, Any], max_drop: float
-                  ) -> dict[str, Any]:
+def accuracy_gate(
+    reference: LoadedModel, exported: LoadedModel, data: dict[str, Any], max_drop: float
+) -> dict[str, Any]:
     metric, ref_score = model_metric(reference, data)
     _, exp_score = model_metric(exported, data)
     drop = ref_score - exp_score
-    return {"metric": metric, "reference": ref_score, "exported": exp_score, "drop": drop, "max_drop": max_drop,
-            "passed": drop <= max_drop}
+    return {
+        "metric": metric,
+        "reference": ref_score,
+        "exported": exp_score,
+        "drop": drop,
+        "max_drop": max_drop,
+        "passed": drop <= max_drop,
+    }

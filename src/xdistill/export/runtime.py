@@ -45,12 +45,18 @@ def detect_kind(folder: str | Path) -> tuple[str, str, dict[str, Any]]:
         elif is_hf_sequence_classifier(folder):
             kind = "classifier"  # a fine-tuned HF ...ForSequenceClassification folder, its own labels
             id2label = config.get("id2label") or {}
-            info = {**info, "kind": kind, "max_length": min(512, int(config.get("max_position_embeddings") or 512)),
-                    "labels": [str(id2label.get(str(i), f"LABEL_{i}")) for i in range(len(id2label))]}
+            info = {
+                **info,
+                "kind": kind,
+                "max_length": min(512, int(config.get("max_position_embeddings") or 512)),
+                "labels": [str(id2label.get(str(i), f"LABEL_{i}")) for i in range(len(id2label))],
+            }
     if kind not in KINDS:
-        raise ModelError(f"{folder} is not a model xdistill can run: expected an xdistill classifier, sentence "
-                         "encoder or translation folder (with xdistill_model.json), a sentence-transformers "
-                         "folder, a Hugging Face sequence-classification folder, or a Hugging Face seq2seq folder")
+        raise ModelError(
+            f"{folder} is not a model xdistill can run: expected an xdistill classifier, sentence "
+            "encoder or translation folder (with xdistill_model.json), a sentence-transformers "
+            "folder, a Hugging Face sequence-classification folder, or a Hugging Face seq2seq folder"
+        )
     return kind, fmt, info
 
 
@@ -66,17 +72,24 @@ class LoadedModel:
 
     # -- classifiers -----------------------------------------------------------------------------
 
-    def logits(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None, *,
-               batch_size: int = 32) -> np.ndarray:
+    def logits(
+        self, texts: Sequence[str], pairs: Sequence[str | None] | None = None, *, batch_size: int = 32
+    ) -> np.ndarray:
         self._need("classifier", "classify")
         return self._run(texts, pairs, "logits", batch_size)
 
-    def classify(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None, *,
-                 batch_size: int = 32) -> list[dict[str, Any]]:
+    def classify(
+        self, texts: Sequence[str], pairs: Sequence[str | None] | None = None, *, batch_size: int = 32
+    ) -> list[dict[str, Any]]:
         logits = self.logits(texts, pairs, batch_size=batch_size)
         probs = torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
-        return [{"label": self.labels[int(p.argmax())],
-                 "scores": {name: round(float(v), 6) for name, v in zip(self.labels, p)}} for p in probs]
+        return [
+            {
+                "label": self.labels[int(p.argmax())],
+                "scores": {name: round(float(v), 6) for name, v in zip(self.labels, p)},
+            }
+            for p in probs
+        ]
 
     # -- sentence encoders -----------------------------------------------------------------------
 
@@ -86,8 +99,9 @@ class LoadedModel:
 
     # -- translators -----------------------------------------------------------------------------
 
-    def translate(self, texts: Sequence[str], *, beam: int = 4, batch_size: int = 32,
-                  progress: bool = False) -> list[str]:
+    def translate(
+        self, texts: Sequence[str], *, beam: int = 4, batch_size: int = 32, progress: bool = False
+    ) -> list[str]:
         self._need("translation", "translate")
         return self.backend.translate(list(texts), beam=beam, batch_size=batch_size, progress=progress)
 
@@ -100,13 +114,18 @@ class LoadedModel:
     def _run(self, texts: Sequence[str], pairs, output: str, batch_size: int) -> np.ndarray:
         from ..models.batches import encode_texts, pad_token_id, predict
 
-        ids = encode_texts(self.tokenizer, list(texts), list(pairs) if pairs is not None else None,
-                           prefix=self.info.get("text_prefix", "") or "",
-                           max_length=int(self.info.get("max_length", 128)))
+        ids = encode_texts(
+            self.tokenizer,
+            list(texts),
+            list(pairs) if pairs is not None else None,
+            prefix=self.info.get("text_prefix", "") or "",
+            max_length=int(self.info.get("max_length", 128)),
+        )
         if not ids:
             return np.zeros((0, 0), dtype=np.float32)
-        return predict(self.backend, ids, pad_token_id(self.tokenizer), batch_size=batch_size,
-                       outputs=(output,))[output]
+        return predict(self.backend, ids, pad_token_id(self.tokenizer), batch_size=batch_size, outputs=(output,))[
+            output
+        ]
 
 
 class OnnxModule:
@@ -130,16 +149,22 @@ class OnnxModule:
         return self
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        values = self.session.run(None, {"input_ids": input_ids.numpy().astype(np.int64),
-                                         "attention_mask": attention_mask.numpy().astype(np.int64)})
+        values = self.session.run(
+            None,
+            {
+                "input_ids": input_ids.numpy().astype(np.int64),
+                "attention_mask": attention_mask.numpy().astype(np.int64),
+            },
+        )
         return {name: torch.from_numpy(v) for name, v in zip(self.outputs, values)}
 
 
 class CT2Translator:
     """A CTranslate2 translation model with the folder's Hugging Face tokenizer around it."""
 
-    def __init__(self, folder: Path, tokenizer, *, max_length: int = 256, threads: int = 2,
-                 decoding: Decoding | None = None):
+    def __init__(
+        self, folder: Path, tokenizer, *, max_length: int = 256, threads: int = 2, decoding: Decoding | None = None
+    ):
         import ctranslate2
 
         self.translator = ctranslate2.Translator(str(folder), device="cpu", inter_threads=1, intra_threads=threads)
@@ -157,16 +182,27 @@ class CT2Translator:
         # sentence that hits the limit gets max_length - 2 real tokens there; match it.
         tokens = self.tokens(texts)
         bound = self.decoding.max_new_tokens([len(t) for t in tokens], max(1, self.max_length - 2))
-        results = self.translator.translate_batch(tokens, beam_size=beam, max_decoding_length=bound,
-                                                  no_repeat_ngram_size=self.decoding.no_repeat_ngram_size,
-                                                  repetition_penalty=self.decoding.repetition_penalty)
+        results = self.translator.translate_batch(
+            tokens,
+            beam_size=beam,
+            max_decoding_length=bound,
+            no_repeat_ngram_size=self.decoding.no_repeat_ngram_size,
+            repetition_penalty=self.decoding.repetition_penalty,
+        )
         return [r.hypotheses[0] for r in results]
 
-    def translate(self, texts: Sequence[str], *, beam: int = 1, batch_size: int = 32, progress: bool = False,
-                  desc: str = "translate") -> list[str]:
+    def translate(
+        self,
+        texts: Sequence[str],
+        *,
+        beam: int = 1,
+        batch_size: int = 32,
+        progress: bool = False,
+        desc: str = "translate",
+    ) -> list[str]:
         out: list[str] = []
         for start in range(0, len(texts), batch_size):
-            for hyp in self.generate_tokens(texts[start:start + batch_size], beam):
+            for hyp in self.generate_tokens(texts[start : start + batch_size], beam):
                 ids = self.tokenizer.convert_tokens_to_ids(hyp)
                 out.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
         return out
@@ -187,14 +223,20 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
             session = OnnxModule(onnx_file, threads)
         except Exception as exc:  # onnxruntime raises its own types for a damaged graph
             raise _unreadable(folder, onnx_file.name, exc, fmt, info) from None
-        return LoadedModel(kind, fmt, folder, info, AutoTokenizer.from_pretrained(folder), session,
-                           labels=list(info.get("labels", [])))
+        return LoadedModel(
+            kind, fmt, folder, info, AutoTokenizer.from_pretrained(folder), session, labels=list(info.get("labels", []))
+        )
     if fmt == "ctranslate2":
         verify_weights(folder, info)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         try:
-            backend = CT2Translator(folder, tokenizer, max_length=int(info.get("max_length", 256)),
-                                    threads=threads, decoding=saved_decoding(folder, info))
+            backend = CT2Translator(
+                folder,
+                tokenizer,
+                max_length=int(info.get("max_length", 256)),
+                threads=threads,
+                decoding=saved_decoding(folder, info),
+            )
         except (RuntimeError, ValueError, OSError) as exc:
             raise _unreadable(folder, "model.bin", exc, fmt, info) from None
         return LoadedModel(kind, fmt, folder, info, tokenizer, backend)
@@ -210,13 +252,16 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
         model, tokenizer = load_sentence_encoder(folder)
         merged = {**info, "text_prefix": model.text_prefix, "max_length": model.max_length}
         return LoadedModel(kind, fmt, folder, merged, tokenizer, model.eval())
-    translator = Seq2SeqTranslator(folder, max_length=int(info.get("max_length", 256)),
-                                   decoding=saved_decoding(folder, info))
+    translator = Seq2SeqTranslator(
+        folder, max_length=int(info.get("max_length", 256)), decoding=saved_decoding(folder, info)
+    )
     return LoadedModel(kind, fmt, folder, info, translator.tokenizer, translator)
 
 
 def _unreadable(folder: Path, name: str, exc: Exception, fmt: str, info: dict[str, Any]) -> ModelError:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     src = info.get("exported_from") or "MODEL_DIR"
-    return ModelError(f"{folder}: {name} cannot be loaded ({reason}); export it again "
-                      f"(`xdistill export {src} --format {fmt} --out {folder}`)")
+    return ModelError(
+        f"{folder}: {name} cannot be loaded ({reason}); export it again "
+        f"(`xdistill export {src} --format {fmt} --out {folder}`)"
+    )

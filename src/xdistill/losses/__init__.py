@@ -17,4 +17,11 @@ from xdistill.losses.soft_target import SoftTargetLoss
 from xdistill.losses.translation_ranking import TranslationRankingLoss
 from xdistill.losses.word_kd import WordKDLoss
 
-__all__ = ["AttentionKLLoss", "EmbeddingMSELoss", "HiddenStateMSELoss", "SoftTargetLoss", "TranslationRankingLoss", "WordKDLoss"]
+__all__ = [
+    "AttentionKLLoss",
+    "EmbeddingMSELoss",
+    "HiddenStateMSELoss",
+    "SoftTargetLoss",
+    "TranslationRankingLoss",
+    "WordKDLoss",
+]

@@ -38,16 +38,12 @@ class EmbeddingMSELoss(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {dim!r}")
         self.student_dim = student_dim
         self.teacher_dim = teacher_dim
-        self.projection = (
-            nn.Linear(student_dim, teacher_dim, bias=False) if student_dim != teacher_dim else None
-        )
+        self.projection = nn.Linear(student_dim, teacher_dim, bias=False) if student_dim != teacher_dim else None
 
     def extra_repr(self) -> str:
         return f"student_dim={self.student_dim}, teacher_dim={self.teacher_dim}"
 
-    def forward(
-        self, student_embedding: torch.Tensor, teacher_embedding: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> dict[str, torch.Tensor]:
         if student_embedding.dim() != 2 or teacher_embedding.dim() != 2:
             raise ValueError(
                 "embeddings must be (batch, dim), got student "
@@ -55,13 +51,9 @@ class EmbeddingMSELoss(nn.Module):
             )
         if student_embedding.shape[0] != teacher_embedding.shape[0]:
             raise ValueError(
-                f"student and teacher batch sizes differ: {student_embedding.shape[0]} vs "
-                f"{teacher_embedding.shape[0]}"
+                f"student and teacher batch sizes differ: {student_embedding.shape[0]} vs {teacher_embedding.shape[0]}"
             )
-        if (
-            student_embedding.shape[1] != self.student_dim
-            or teacher_embedding.shape[1] != self.teacher_dim
-        ):
+        if student_embedding.shape[1] != self.student_dim or teacher_embedding.shape[1] != self.teacher_dim:
             raise ValueError(
                 f"embedding widths {student_embedding.shape[1]} (student) / "
                 f"{teacher_embedding.shape[1]} (teacher) do not match the configured "

@@ -33,9 +33,7 @@ def validate_layer_map(layer_map, flag: str = "distill.layer_map") -> list[tuple
     pairs: list[tuple[int, int]] = []
     for i, pair in enumerate(layer_map):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
-            raise ValueError(
-                f"{flag}[{i}] must be a (student_layer, teacher_layer) pair, got {pair!r}"
-            )
+            raise ValueError(f"{flag}[{i}] must be a (student_layer, teacher_layer) pair, got {pair!r}")
         s, t = pair
         # bool is an int subclass; `True` as a layer index is certainly a config mistake.
         for which, idx in (("student", s), ("teacher", t)):
@@ -80,15 +78,10 @@ class HiddenStateMSELoss(nn.Module):
         self.student_dim = student_dim
         self.teacher_dim = teacher_dim
         self.layer_map = validate_layer_map(layer_map)
-        self.projection = (
-            nn.Linear(student_dim, teacher_dim, bias=False) if student_dim != teacher_dim else None
-        )
+        self.projection = nn.Linear(student_dim, teacher_dim, bias=False) if student_dim != teacher_dim else None
 
     def extra_repr(self) -> str:
-        return (
-            f"student_dim={self.student_dim}, teacher_dim={self.teacher_dim}, "
-            f"layer_map={self.layer_map}"
-        )
+        return f"student_dim={self.student_dim}, teacher_dim={self.teacher_dim}, layer_map={self.layer_map}"
 
     def forward(
         self,

@@ -59,9 +59,7 @@ class SoftTargetLoss(nn.Module):
         label_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         if student_logits.dim() != 2:
-            raise ValueError(
-                f"student_logits must be (batch, classes), got shape {tuple(student_logits.shape)}"
-            )
+            raise ValueError(f"student_logits must be (batch, classes), got shape {tuple(student_logits.shape)}")
         # Softmax/log-softmax in half precision loses the small probabilities KD depends on,
         # so the loss is always computed in float32 whatever the autocast dtype.
         z_s = student_logits.float()
@@ -95,16 +93,13 @@ class SoftTargetLoss(nn.Module):
         if labels is not None:
             if labels.shape != (batch,):
                 raise ValueError(
-                    f"labels must have shape ({batch},) to match student_logits, "
-                    f"got {tuple(labels.shape)}"
+                    f"labels must have shape ({batch},) to match student_logits, got {tuple(labels.shape)}"
                 )
             if label_mask is None:
                 valid = labels >= 0
             else:
                 if label_mask.shape != (batch,):
-                    raise ValueError(
-                        f"label_mask must have shape ({batch},), got {tuple(label_mask.shape)}"
-                    )
+                    raise ValueError(f"label_mask must have shape ({batch},), got {tuple(label_mask.shape)}")
                 valid = label_mask.bool()
             # Unlabelled rows may hold -100 or any placeholder; give them a harmless index
             # so cross_entropy never sees an out-of-range target, then zero them out.

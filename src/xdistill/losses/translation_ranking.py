@@ -35,8 +35,10 @@ class TranslationRankingLoss(nn.Module):
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         if source.dim() != 2 or source.shape != target.shape:
-            raise ValueError(f"source and target must both be (batch, dim) and aligned, got "
-                             f"{tuple(source.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"source and target must both be (batch, dim) and aligned, got "
+                f"{tuple(source.shape)} and {tuple(target.shape)}"
+            )
         sims = self.scale * F.normalize(source.float(), dim=-1) @ F.normalize(target.float(), dim=-1).T
         gold = torch.arange(sims.shape[0], device=sims.device)
         loss = 0.5 * (F.cross_entropy(sims, gold) + F.cross_entropy(sims.T, gold))

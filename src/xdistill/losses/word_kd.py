@@ -35,18 +35,29 @@ class WordKDLoss(nn.Module):
         self.temperature = float(temperature)
         self.label_smoothing = float(label_smoothing)
 
-    def forward(self, student_logits: torch.Tensor, labels: torch.Tensor,
-                teacher_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         mask = labels != -100
         n = mask.sum().clamp(min=1)
         vocab = student_logits.size(-1)
-        ce = F.cross_entropy(student_logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=-100,
-                             reduction="sum", label_smoothing=self.label_smoothing) / n
+        ce = (
+            F.cross_entropy(
+                student_logits.reshape(-1, vocab),
+                labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+                label_smoothing=self.label_smoothing,
+            )
+            / n
+        )
         if teacher_logits is None or self.weight == 0:
             return {"loss": ce, "ce": ce}
         if teacher_logits.shape != student_logits.shape:
-            raise ValueError(f"word-level KD needs teacher and student logits of one shape (a shared vocabulary); "
-                             f"got {tuple(teacher_logits.shape)} and {tuple(student_logits.shape)}")
+            raise ValueError(
+                f"word-level KD needs teacher and student logits of one shape (a shared vocabulary); "
+                f"got {tuple(teacher_logits.shape)} and {tuple(student_logits.shape)}"
+            )
         t = self.temperature
         log_p_s = F.log_softmax(student_logits[mask] / t, dim=-1)
         log_p_t = F.log_softmax(teacher_logits[mask].float() / t, dim=-1)

@@ -27,10 +27,14 @@ def retrieval_accuracy(queries: np.ndarray, candidates: np.ndarray) -> float:
     return 100.0 * float(np.mean(sims.argmax(axis=1) == np.arange(q.shape[0])))
 
 
-def bidirectional_retrieval(source: np.ndarray, target: np.ndarray, source_lang: str, target_lang: str) -> dict[str, float]:
+def bidirectional_retrieval(
+    source: np.ndarray, target: np.ndarray, source_lang: str, target_lang: str
+) -> dict[str, float]:
     """``{"en-es": source->target accuracy, "es-en": target->source accuracy}`` in percent."""
-    return {f"{source_lang}-{target_lang}": retrieval_accuracy(source, target),
-            f"{target_lang}-{source_lang}": retrieval_accuracy(target, source)}
+    return {
+        f"{source_lang}-{target_lang}": retrieval_accuracy(source, target),
+        f"{target_lang}-{source_lang}": retrieval_accuracy(target, source),
+    }
 
 
 def embedding_mse(student: np.ndarray, teacher: np.ndarray) -> float:
@@ -62,5 +66,7 @@ def probe_accuracy(
         raise ValueError("the probe's training data holds a single label; it needs at least two")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
     clf.fit(np.asarray(train_x), y)
-    return {name: 100.0 * float(np.mean(clf.predict(np.asarray(x)) == np.asarray(gold)))
-            for name, (x, gold) in tests.items()}
+    return {
+        name: 100.0 * float(np.mean(clf.predict(np.asarray(x)) == np.asarray(gold)))
+        for name, (x, gold) in tests.items()
+    }

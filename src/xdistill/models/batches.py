@@ -22,10 +22,10 @@ def encode_texts(
     """Token ids (with special tokens, truncated, unpadded) for each text or text pair."""
     ids: list[list[int]] = []
     for start in range(0, len(texts), TOKENIZE_CHUNK):
-        chunk = [prefix + t for t in texts[start:start + TOKENIZE_CHUNK]]
+        chunk = [prefix + t for t in texts[start : start + TOKENIZE_CHUNK]]
         pair_chunk = None
-        if pairs is not None and any(p is not None for p in pairs[start:start + TOKENIZE_CHUNK]):
-            pair_chunk = [p or "" for p in pairs[start:start + TOKENIZE_CHUNK]]
+        if pairs is not None and any(p is not None for p in pairs[start : start + TOKENIZE_CHUNK]):
+            pair_chunk = [p or "" for p in pairs[start : start + TOKENIZE_CHUNK]]
         enc = tokenizer(chunk, pair_chunk, truncation=True, max_length=max_length, add_special_tokens=True)
         ids.extend(enc["input_ids"])
     return ids
@@ -67,7 +67,7 @@ def predict(
     order = np.argsort([len(s) for s in ids], kind="stable")
     collected: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, unit="batch"):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         input_ids, mask = pad_ids([ids[i] for i in idx], pad_id)
         out = model(input_ids, mask)
         for name in outputs:

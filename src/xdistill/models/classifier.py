@@ -30,8 +30,15 @@ from .folder import (
     write_model_info,
 )
 
-__all__ = ["MODEL_INFO", "HEAD_FILE", "EncoderClassifier", "check_model_folder", "load_encoder", "mean_pool",
-           "read_model_info"]
+__all__ = [
+    "MODEL_INFO",
+    "HEAD_FILE",
+    "EncoderClassifier",
+    "check_model_folder",
+    "load_encoder",
+    "mean_pool",
+    "read_model_info",
+]
 
 HEAD_FILE = "classifier_head.safetensors"
 
@@ -151,8 +158,9 @@ def load_weights_file(folder: str | Path, name: str) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types for damaged data
             problem = str(exc)
-    raise ModelError(f"{folder}: weight file {name} cannot be read ({problem}); restore the folder or "
-                     "re-create the model")
+    raise ModelError(
+        f"{folder}: weight file {name} cannot be read ({problem}); restore the folder or re-create the model"
+    )
 
 
 def load_encoder(folder: str | Path, *, attn_implementation: str | None = None) -> PreTrainedModel:
@@ -167,6 +175,6 @@ def load_encoder(folder: str | Path, *, attn_implementation: str | None = None) 
             return AutoModel.from_pretrained(folder, **kwargs)
     except OSError as exc:
         reason = (str(exc).splitlines() or [repr(exc)])[0]
-        raise ModelError(f"{folder}: the model cannot be loaded ({reason}); "
-                         "check that the folder is complete or re-create it") from None
-
+        raise ModelError(
+            f"{folder}: the model cannot be loaded ({reason}); check that the folder is complete or re-create it"
+        ) from None

@@ -110,9 +110,7 @@ def _require_sentencepiece():
         import sentencepiece
         from sentencepiece import sentencepiece_model_pb2
     except ImportError as exc:
-        raise ModelError(
-            f"importing e5-small needs sentencepiece and protobuf ({exc}); run: {_INSTALL_HINT}"
-        ) from exc
+        raise ModelError(f"importing e5-small needs sentencepiece and protobuf ({exc}); run: {_INSTALL_HINT}") from exc
     return sentencepiece, sentencepiece_model_pb2
 
 

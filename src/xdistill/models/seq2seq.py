@@ -50,10 +50,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int):
     tok.train_from_iterator(texts, trainer)
     tok.add_special_tokens([PAD])  # added after training: the last id
     eos_id = tok.token_to_id(EOS)
-    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A $B {EOS}",
-                                                       special_tokens=[(EOS, eos_id)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, unk_token=UNK, pad_token=PAD,
-                                   model_max_length=max_length)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS}", pair=f"$A $B {EOS}", special_tokens=[(EOS, eos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, unk_token=UNK, pad_token=PAD, model_max_length=max_length
+    )
 
 
 FILLER = "<unused{}>"
@@ -72,34 +74,53 @@ def train_per_side_tokenizer(sources: Sequence[str], targets: Sequence[str], voc
     try:
         import sentencepiece as spm
     except ImportError:
-        raise XdistillError("mt.separate_vocabs needs sentencepiece: pip install sentencepiece "
-                            "(or pip install 'xdistill[e5]')") from None
+        raise XdistillError(
+            "mt.separate_vocabs needs sentencepiece: pip install sentencepiece (or pip install 'xdistill[e5]')"
+        ) from None
     from transformers import MarianTokenizer
 
     with tempfile.TemporaryDirectory(prefix="xdistill-spm-") as tmp, _quiet_about_sacremoses():
         # MarianTokenizer reads its files from disk but keeps them in memory (save_pretrained writes them).
         folder = Path(tmp)
         _write_per_side_vocabularies(spm, folder, sources, targets, vocab_size)
-        return MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"),
-                               target_vocab_file=str(folder / "target_vocab.json"), separate_vocabs=True,
-                               model_max_length=max_length)
+        return MarianTokenizer(
+            str(folder / "source.spm"),
+            str(folder / "target.spm"),
+            str(folder / "vocab.json"),
+            target_vocab_file=str(folder / "target_vocab.json"),
+            separate_vocabs=True,
+            model_max_length=max_length,
+        )
 
 
-def _write_per_side_vocabularies(spm, folder: Path, sources: Sequence[str], targets: Sequence[str],
-                                 vocab_size: int) -> None:
+def _write_per_side_vocabularies(
+    spm, folder: Path, sources: Sequence[str], targets: Sequence[str], vocab_size: int
+) -> None:
     pieces = {}
     for side, texts in (("source", sources), ("target", targets)):
         model = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=iter([t for t in texts if t.strip()]), model_writer=model, model_type="unigram",
-                vocab_size=vocab_size - 2, hard_vocab_limit=False, character_coverage=1.0,
-                normalization_rule_name="identity", unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
-                max_sentence_length=1 << 16, minloglevel=2)
+                sentence_iterator=iter([t for t in texts if t.strip()]),
+                model_writer=model,
+                model_type="unigram",
+                vocab_size=vocab_size - 2,
+                hard_vocab_limit=False,
+                character_coverage=1.0,
+                normalization_rule_name="identity",
+                unk_id=0,
+                bos_id=-1,
+                eos_id=-1,
+                pad_id=-1,
+                max_sentence_length=1 << 16,
+                minloglevel=2,
+            )
         except RuntimeError as exc:  # e.g. fewer entries than the side has distinct characters
-            raise XdistillError(f"could not train the {side}-side vocabulary with mt.vocab_size {vocab_size}: "
-                                f"{str(exc).strip().splitlines()[-1]}; raise mt.vocab_size or use one joint "
-                                "vocabulary (mt.separate_vocabs: false)") from None
+            raise XdistillError(
+                f"could not train the {side}-side vocabulary with mt.vocab_size {vocab_size}: "
+                f"{str(exc).strip().splitlines()[-1]}; raise mt.vocab_size or use one joint "
+                "vocabulary (mt.separate_vocabs: false)"
+            ) from None
         (folder / f"{side}.spm").write_bytes(model.getvalue())
         proc = spm.SentencePieceProcessor(model_proto=model.getvalue())
         pieces[side] = [proc.id_to_piece(i) for i in range(proc.get_piece_size()) if i != proc.unk_id()]

@@ -36,8 +36,13 @@ def build_student(
     if cfg.trim_vocab:
         # The input prefix (e5's "query: ") must keep its pieces, or the student would segment it
         # differently from the teacher.
-        kept_ids, coverage = select_pieces(tokenizer, corpus, min_count=cfg.vocab_min_count, progress=progress,
-                                           keep_texts=[text_prefix] if text_prefix else ())
+        kept_ids, coverage = select_pieces(
+            tokenizer,
+            corpus,
+            min_count=cfg.vocab_min_count,
+            progress=progress,
+            keep_texts=[text_prefix] if text_prefix else (),
+        )
         tokenizer = trim_tokenizer(tokenizer, kept_ids)
         info.update(vocab_before=teacher.config.vocab_size, vocab_after=len(kept_ids), vocab_coverage=coverage)
 
@@ -68,7 +73,7 @@ def _copy_layers(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel
         source_key = key
         if match:
             idx = int(match.group(3))
-            source_key = key[: match.start(3)] + str(layers[idx]) + key[match.end(3):]
+            source_key = key[: match.start(3)] + str(layers[idx]) + key[match.end(3) :]
         if source_key not in teacher_state:
             raise ModelError(
                 f"cannot copy student weight {key!r}: the teacher has no {source_key!r}; "

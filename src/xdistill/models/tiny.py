@@ -58,11 +58,18 @@ def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrained
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
         special_tokens=[(t, tok.token_to_id(t)) for t in ("<s>", "</s>")],
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", model_max_length=512)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=512,
+    )
 
 
 def create_random_encoder(out_dir: str | Path, texts: list[str], size: str = "tiny", seed: int = 0) -> Path:
@@ -72,9 +79,15 @@ def create_random_encoder(out_dir: str | Path, texts: list[str], size: str = "ti
     out_dir = Path(out_dir)
     tokenizer = train_unigram_tokenizer(texts, vocab)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=ffn, max_position_embeddings=512,
-                        pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = BertModel(config, add_pooling_layer=False)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -85,7 +98,7 @@ def create_random_encoder(out_dir: str | Path, texts: list[str], size: str = "ti
 
 def resolve_random_encoder(spec: str, cache_dir: str | Path, texts: list[str], seed: int = 0) -> Path:
     """Path of the random encoder named by ``random:SIZE``, building it on first use."""
-    size = spec[len(RANDOM_PREFIX):]
+    size = spec[len(RANDOM_PREFIX) :]
     digest = hashlib.sha256(("\n".join(texts) + f"|{size}|{seed}").encode()).hexdigest()[:12]
     folder = Path(cache_dir) / "models" / f"random-{size}-{digest}"
     if is_main() and not (folder / "config.json").is_file():

@@ -448,8 +448,7 @@ def trim_tokenizer(tokenizer, kept_ids: list[int]):
     mtype = model_json.get("type")
     if mtype not in SUPPORTED_MODEL_TYPES:
         raise ModelError(
-            f"cannot trim a tokenizer whose model type is {mtype!r}; supported: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+            f"cannot trim a tokenizer whose model type is {mtype!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     pieces = _model_pieces(model_json)
     assert pieces is not None

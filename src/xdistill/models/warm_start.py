@@ -46,15 +46,19 @@ def load_pretrained_encoder(spec: str):
 
     folder = resolve_model_path(spec, flag="mt.*.init_encoder")
     if not (folder / "config.json").is_file():
-        raise ModelError(f"mt init_encoder: {folder} is not a model folder (no config.json); for e5 run "
-                         f"`xdistill models import e5-small --out {folder}`")
+        raise ModelError(
+            f"mt init_encoder: {folder} is not a model folder (no config.json); for e5 run "
+            f"`xdistill models import e5-small --out {folder}`"
+        )
     from .folder import verify_weights
 
     verify_weights(folder)
     encoder = AutoModel.from_pretrained(folder, add_pooling_layer=False)
     if not hasattr(encoder, "embeddings") or not hasattr(encoder.embeddings, "position_embeddings"):
-        raise ModelError(f"mt init_encoder: {folder} is a {encoder.config.model_type} model; a BERT-style encoder "
-                         "(BERT, XLM-R, e5, MiniLM) is needed")
+        raise ModelError(
+            f"mt init_encoder: {folder} is a {encoder.config.model_type} model; a BERT-style encoder "
+            "(BERT, XLM-R, e5, MiniLM) is needed"
+        )
     return encoder, AutoTokenizer.from_pretrained(folder)
 
 
@@ -64,13 +68,22 @@ def kept_ids_for(tokenizer, encoder_tokenizer) -> list[int]:
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     missing = [p for p in pieces if p not in vocab]
     if missing:
-        raise ModelError(f"the tokenizer has {len(missing)} pieces the init_encoder's vocabulary lacks (e.g. "
-                         f"{missing[:3]}); word-level KD needs a teacher warm-started from the same encoder")
+        raise ModelError(
+            f"the tokenizer has {len(missing)} pieces the init_encoder's vocabulary lacks (e.g. "
+            f"{missing[:3]}); word-level KD needs a teacher warm-started from the same encoder"
+        )
     return [vocab[p] for p in pieces]
 
 
-def build_warm_started(arch: Seq2SeqArchConfig, corpus: Iterable[str], max_length: int, *, vocab_size: int,
-                       tokenizer=None, progress: bool = False):
+def build_warm_started(
+    arch: Seq2SeqArchConfig,
+    corpus: Iterable[str],
+    max_length: int,
+    *,
+    vocab_size: int,
+    tokenizer=None,
+    progress: bool = False,
+):
     """``(model, tokenizer)``: a BART over ``arch.init_encoder``'s weights and trimmed vocabulary.
 
     With ``tokenizer`` (a teacher's, for word-level KD) its vocabulary is kept as is; else the
@@ -112,8 +125,11 @@ def build_warm_started(arch: Seq2SeqArchConfig, corpus: Iterable[str], max_lengt
         max_position_embeddings=bert.max_position_embeddings,
         dropout=arch.dropout,
         scale_embedding=False,
-        pad_token_id=pad, bos_token_id=bos, eos_token_id=eos,
-        decoder_start_token_id=eos, forced_eos_token_id=eos,
+        pad_token_id=pad,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        decoder_start_token_id=eos,
+        forced_eos_token_id=eos,
         tie_word_embeddings=True,
         # Post-LayerNorm, as BERT; CTranslate2's BART converter reads this attribute, which newer
         # transformers no longer set.
@@ -137,8 +153,9 @@ def _copy_weights(bert_model, bart, kept: list[int], enc_layers: list[int], dec_
     bart.model.shared.weight.copy_(emb.word_embeddings.weight[torch.tensor(kept)])
     pos = bart.model.encoder.embed_positions.weight
     n = emb.position_embeddings.weight.shape[0]
-    pos[BART_POSITION_OFFSET:BART_POSITION_OFFSET + n].copy_(
-        emb.position_embeddings.weight + emb.token_type_embeddings.weight[0])
+    pos[BART_POSITION_OFFSET : BART_POSITION_OFFSET + n].copy_(
+        emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
+    )
     _copy_ln(emb.LayerNorm, bart.model.encoder.layernorm_embedding)
     bart.final_logits_bias.zero_()
     for dst, src in zip(bart.model.encoder.layers, enc_layers):
@@ -171,4 +188,3 @@ def _copy_layer(src, dst) -> None:
     _copy_linear(src.intermediate.dense, dst.fc1)
     _copy_linear(src.output.dense, dst.fc2)
     _copy_ln(src.output.LayerNorm, dst.final_layer_norm)
-
