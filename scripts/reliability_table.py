@@ -57,7 +57,10 @@ CLI_CASES = [
     ("flipped bytes in a model's weights", ["predict", "{bad_clf}", "--input", "{tmp}/good.jsonl"]),
     ("a truncated classifier head", ["predict", "{cut_clf}", "--input", "{tmp}/good.jsonl"]),
     ("export into a folder holding other files", ["export", "{clf}", "--format", "onnx", "--out", "{tmp}/mine"]),
-    ("resume with changed settings after a kill", ["run", "{tiny}", "--resume", "auto", "--set", "train.lr=1e-5"]),
+    (
+        "resume with changed settings after a kill",
+        ["run", "{tiny}", "--resume", "auto", "--set", "teacher.train.lr=1e-5"],
+    ),
     ("a second process on a busy run folder", ["run", "{busy}"]),
 ]
 

@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 
 from ..io_utils import atomic_write_text
+from .embed import markdown_table as embed_table
+from .export import markdown_table as export_table
+from .marc import markdown_table as marc_table
+from .mt import markdown_table as mt_table
 
 HEADER = """# Benchmarks
 
@@ -15,11 +19,6 @@ Speed: 2 threads, warm-up, median of 5 runs, all models measured in the same pro
 
 
 def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
-    from .embed import markdown_table as embed_table
-    from .export import markdown_table as export_table
-    from .marc import markdown_table as marc_table
-    from .mt import markdown_table as mt_table
-
     parts = [HEADER]
     sections = (
         ("marc.json", "MARC, full run", marc_table),

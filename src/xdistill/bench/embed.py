@@ -25,6 +25,7 @@ import yaml
 from ..config import RunConfig, from_dict
 from ..errors import ConfigError
 from ..io_utils import atomic_write_json
+from ..models.e5_import import import_e5_small
 from ..pipeline import run_all
 
 QUICK = {
@@ -123,8 +124,6 @@ def run_benchmark(
             f"{data_dir}/flores200/eng_Latn.devtest not found; pass --data-dir pointing at the shared data"
         )
     if not (e5_path / "config.json").is_file():
-        from ..models.e5_import import import_e5_small
-
         echo(f"importing multilingual-e5-small into {e5_path}")
         import_e5_small(e5_path, progress=progress)
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -29,20 +29,23 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from ..bench.marc import BUDGETS, _config, base_config
+from ..config import load_config
+from ..data.mt_data import load_test_sets
+from ..data.splits import load_test
 from ..errors import XdistillError
 from ..evaluate.run_eval import machine_info
 from ..evaluate.size_speed import disk_mb, measure_speed
 from ..export.exporter import export_model
 from ..export.runtime import LoadedModel, load_model
 from ..io_utils import atomic_write_json, atomic_write_text
+from ..metrics.translation import translation_scores
 from ..models.batches import encode_texts, pad_ids, pad_token_id
 
 TARGETS = {"int8_max_loss_points": 0.5, "int8_disk_vs_teacher": 1 / 15, "int8_speedup_vs_fp32": 2.0}
 
 
 def _marc_config(data_dir: Path, work_dir: Path, quick: bool) -> tuple[Any, Path]:
-    from ..bench.marc import BUDGETS, _config, base_config
-
     raw = base_config(data_dir, work_dir, Path("models/e5-small"), "binary", BUDGETS["quick" if quick else "full"])
     raw["data"]["max_test"] = 1000 if quick else None
     raw["data"]["max_dev"] = 300 if quick else None
@@ -82,8 +85,6 @@ def classifier_row(
 
 def translator_row(model: LoadedModel, name: str, fmt: str, pairs, target: str, threads: int = 2) -> dict[str, Any]:
     import torch
-
-    from ..metrics.translation import translation_scores
 
     torch.set_num_threads(threads)
     hyps = model.translate([p.source for p in pairs], beam=1, batch_size=32)
@@ -192,8 +193,6 @@ def run_benchmark(
     mt_only: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    from ..data.splits import load_test
-
     if mt_only:
         return _add_mt_rows(out, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, echo=echo)
     for path, what in ((marc_student, "MARC student"), (marc_teacher, "MARC teacher")):
@@ -250,8 +249,6 @@ def _measure_mt(
     echo: Callable[[str], None],
 ) -> None:
     """PyTorch fp32 vs CTranslate2 int8 rows for each translation student, on FLORES-200 devtest."""
-    from ..config import load_config
-    from ..data.mt_data import load_test_sets
 
     for pair, folder in mt_students.items():
         mt_cfg = load_config(

@@ -26,6 +26,7 @@ from ..evaluate.run_eval import add_agreement, classifier_speeds, code_version, 
 from ..evaluate.size_speed import speedups
 from ..io_utils import atomic_write_json
 from ..layout import student_dir, teacher_dir
+from ..models.e5_import import import_e5_small
 from ..pipeline import _mark_done, stage_done
 
 log = logging.getLogger(__name__)
@@ -370,8 +371,6 @@ def run_benchmark(
             f"{data_dir}/marc/train_pool_en.csv not found; pass --data-dir pointing at the shared data"
         )
     if not (teacher_path / "config.json").is_file():
-        from ..models.e5_import import import_e5_small
-
         echo(f"importing multilingual-e5-small into {teacher_path}")
         import_e5_small(teacher_path, progress=progress)
     start = time.perf_counter()

@@ -23,9 +23,16 @@ from typing import Any, Callable
 import yaml
 
 from ..config import RunConfig, from_dict
+from ..data.mt_data import load_test_sets
 from ..errors import XdistillError
+from ..evaluate.mt_eval import SPEED_BATCH, speed_batch
 from ..evaluate.run_eval import machine_info
+from ..evaluate.size_speed import disk_mb, measure_speed
+from ..export.exporter import export_model
+from ..export.runtime import load_model
 from ..io_utils import atomic_write_json
+from ..layout import student_dir
+from ..metrics.translation import translation_scores
 from ..models.folder import read_model_info
 from ..pipeline import run_all, run_stage, stage_done
 
@@ -159,13 +166,6 @@ def _rows(pair: str, name: str, model: dict[str, Any], cost: dict[str, Any] | No
 def ct2_int8_model(cfg: RunConfig, folder: Path, pytorch: dict[str, Any]) -> dict[str, Any]:
     """The seq-KD student exported to CTranslate2 int8, scored and timed like the PyTorch one
     (same test sets, beam and batch; the parameter count is the PyTorch model's)."""
-    from ..data.mt_data import load_test_sets
-    from ..evaluate.mt_eval import SPEED_BATCH, speed_batch
-    from ..evaluate.size_speed import disk_mb, measure_speed
-    from ..export.exporter import export_model
-    from ..export.runtime import load_model
-    from ..layout import student_dir
-    from ..metrics.translation import translation_scores
 
     export_model(student_dir(cfg), "ctranslate2", folder, quantize="int8")
     model = load_model(folder, threads=cfg.evaluate.threads)

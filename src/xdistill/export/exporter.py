@@ -38,8 +38,15 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..config import load_config
+from ..data.embed_data import load_retrieval_sets
+from ..data.mt_data import load_mt_data
+from ..data.splits import load_dev, text_pairs
 from ..errors import ModelError, XdistillError
 from ..io_utils import atomic_dir
+from ..metrics.embedding import retrieval_accuracy
+from ..metrics.translation import translation_scores
+from ..model_card import write_model_card
 from ..models.folder import MODEL_INFO, read_model_info, write_model_info
 from .runtime import LoadedModel, detect_kind, load_model
 
@@ -161,7 +168,6 @@ def export_model(
                     f"the dev data of {eval_config} ({gate['reference']:.2f} -> {gate['exported']:.2f}), more than "
                     f"the allowed {max_drop:g}; keep fp32, or raise --max-drop if that loss is acceptable"
                 )
-        from ..model_card import write_model_card
 
         write_model_card(
             tmp, exported_info, export={"format": fmt, "quantize": quantize, "parity": parity, "gate": gate}
@@ -378,12 +384,9 @@ def check_parity(reference: LoadedModel, exported: LoadedModel, texts: Sequence[
 
 def dev_data(eval_config: str | Path, kind: str) -> dict[str, Any]:
     """The dev examples of a run config, in the shape the gate needs for ``kind``."""
-    from ..config import load_config
 
     cfg = load_config(eval_config)
     if kind == "classifier":
-        from ..data.splits import load_dev, text_pairs
-
         dev = load_dev(cfg)
         if not dev:
             raise XdistillError(f"{eval_config}: data.dev is empty; the accuracy gate needs dev files")
@@ -392,15 +395,12 @@ def dev_data(eval_config: str | Path, kind: str) -> dict[str, Any]:
             "texts": [e.text for ex in dev.values() for e in ex],
         }
     if kind == "sentence-encoder":
-        from ..data.embed_data import load_retrieval_sets
-
         sets = load_retrieval_sets(cfg)
         if not sets:
             raise XdistillError(
                 f"{eval_config}: embed.eval_retrieval is empty; the accuracy gate needs a retrieval set"
             )
         return {"sets": sets, "texts": [p.source for pairs in sets.values() for p in pairs]}
-    from ..data.mt_data import load_mt_data
 
     data = load_mt_data(cfg)
     if not data.dev:
@@ -416,14 +416,11 @@ def model_metric(model: LoadedModel, data: dict[str, Any]) -> tuple[str, float]:
             accs.append(100.0 * float(np.mean(pred == np.array([e.label for e in examples]))))
         return "accuracy", float(np.mean(accs))
     if model.kind == "sentence-encoder":
-        from ..metrics.embedding import retrieval_accuracy
-
         scores = []
         for pairs in data["sets"].values():
             src, tgt = model.embed([p.source for p in pairs]), model.embed([p.target for p in pairs])
             scores.append(retrieval_accuracy(src, tgt))
         return "retrieval accuracy", float(np.mean(scores))
-    from ..metrics.translation import translation_scores
 
     pairs = data["pairs"]
     hyps = model.translate([p.source for p in pairs], beam=1)

@@ -19,8 +19,10 @@ import torch
 
 from ..config import Decoding
 from ..errors import ModelError
+from ..models.batches import encode_texts, pad_token_id, predict
 from ..models.folder import MODEL_INFO, read_model_info, verify_weights
-from ..models.hf_classifier import is_hf_sequence_classifier
+from ..models.hf_classifier import is_hf_sequence_classifier, load_classifier
+from ..models.sentence import load_sentence_encoder
 from ..models.translators import Seq2SeqTranslator, saved_decoding
 
 __all__ = ["MODEL_INFO", "KINDS", "LoadedModel", "detect_kind", "load_model"]
@@ -112,8 +114,6 @@ class LoadedModel:
             raise ModelError(f"{self.folder} is a {self.kind} model; it cannot {action} (that needs a {kind})")
 
     def _run(self, texts: Sequence[str], pairs, output: str, batch_size: int) -> np.ndarray:
-        from ..models.batches import encode_texts, pad_token_id, predict
-
         ids = encode_texts(
             self.tokenizer,
             list(texts),
@@ -241,14 +241,10 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
             raise _unreadable(folder, "model.bin", exc, fmt, info) from None
         return LoadedModel(kind, fmt, folder, info, tokenizer, backend)
     if kind == "classifier":
-        from ..models.hf_classifier import load_classifier
-
         model, tokenizer = load_classifier(folder)  # an HF checkpoint keeps its own labels and their order
         merged = {**info, "text_prefix": model.text_prefix, "max_length": model.max_length}
         return LoadedModel(kind, fmt, folder, merged, tokenizer, model.eval(), labels=model.labels)
     if kind == "sentence-encoder":
-        from ..models.sentence import load_sentence_encoder
-
         model, tokenizer = load_sentence_encoder(folder)
         merged = {**info, "text_prefix": model.text_prefix, "max_length": model.max_length}
         return LoadedModel(kind, fmt, folder, merged, tokenizer, model.eval())

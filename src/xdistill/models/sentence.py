@@ -35,7 +35,9 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
 
 from ..errors import ModelError
+from ..fingerprints import fingerprint_folder
 from ..io_utils import atomic_dir, atomic_write_json
+from .batches import encode_texts, pad_token_id, predict
 from .classifier import load_encoder, load_weights_file, mean_pool
 from .folder import check_model_folder, read_model_info, write_model_info
 
@@ -338,7 +340,6 @@ def encode(
 ) -> np.ndarray:
     """Embeddings (n, dim) of ``texts`` as float32, in input order, with the model's own prefix,
     max length and tokenizer."""
-    from .batches import encode_texts, pad_token_id, predict
 
     if not texts:
         return np.zeros((0, model.dim), dtype=np.float32)
@@ -350,7 +351,6 @@ def encode(
 
 def fingerprint_sentence_encoder(folder: str | Path) -> str:
     """Content hash of the encoder folder and its module sub-folders (a Dense projection lives in one)."""
-    from ..fingerprints import fingerprint_folder
 
     folder = Path(folder)
     parts = [fingerprint_folder(folder)]

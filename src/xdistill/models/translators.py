@@ -20,6 +20,9 @@ from tqdm.auto import tqdm
 
 from ..config import Decoding
 from ..errors import XdistillError
+from ..fingerprints import fingerprint_folder
+from .folder import MODEL_INFO, read_model_info, verify_weights
+from .seq2seq import load_translation_tokenizer
 
 
 class Translator(Protocol):
@@ -46,7 +49,6 @@ def one_line(text: str) -> str:
 def saved_decoding(folder: str | Path, info: dict | None = None) -> Decoding:
     """The decoding settings a model was made with (``decoding`` in ``xdistill_model.json``, or in
     ``info`` when the caller has read it already), else the defaults."""
-    from .folder import MODEL_INFO, read_model_info
 
     raw = (info if info is not None else read_model_info(folder, optional=True)).get("decoding")
     try:
@@ -65,9 +67,6 @@ class Seq2SeqTranslator:
         self, folder: str | Path, *, max_length: int = 128, model=None, tokenizer=None, decoding: Decoding | None = None
     ):
         from transformers import AutoModelForSeq2SeqLM
-
-        from .folder import read_model_info, verify_weights
-        from .seq2seq import load_translation_tokenizer
 
         self.folder = Path(folder)
         if model is None:
@@ -102,8 +101,6 @@ class Seq2SeqTranslator:
         self.name = self.folder.name
 
     def fingerprint(self) -> str:
-        from ..fingerprints import fingerprint_folder
-
         return fingerprint_folder(self.folder)
 
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -30,6 +30,8 @@ import torch
 
 from ..config import Seq2SeqArchConfig
 from ..errors import ModelError
+from .folder import verify_weights
+from .sentence import resolve_model_path
 from .seq2seq import configure_generation
 from .vocab_trim import select_pieces, trim_tokenizer
 
@@ -42,15 +44,12 @@ def load_pretrained_encoder(spec: str):
     """The BERT-style encoder and tokenizer of ``spec`` (a folder or ``package:NAME``)."""
     from transformers import AutoModel, AutoTokenizer
 
-    from .sentence import resolve_model_path
-
     folder = resolve_model_path(spec, flag="mt.*.init_encoder")
     if not (folder / "config.json").is_file():
         raise ModelError(
             f"mt init_encoder: {folder} is not a model folder (no config.json); for e5 run "
             f"`xdistill models import e5-small --out {folder}`"
         )
-    from .folder import verify_weights
 
     verify_weights(folder)
     encoder = AutoModel.from_pretrained(folder, add_pooling_layer=False)
