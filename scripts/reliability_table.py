@@ -248,14 +248,13 @@ def _tiny_models(tmp: Path) -> tuple[Path, Path]:
     from transformers import AutoTokenizer
 
     from xdistill.config import Seq2SeqArchConfig
-    from xdistill.models.classifier import EncoderClassifier, load_encoder
+    from xdistill.models.classifier import SequenceClassifier
     from xdistill.models.seq2seq import build_marian, save_translator, train_tokenizer
     from xdistill.models.tiny import create_random_encoder
 
     enc = create_random_encoder(tmp / "enc", ["a good phone", "bad"] * 20)
-    clf = EncoderClassifier(load_encoder(enc), ["negative", "positive"]).save(
-        tmp / "clf", AutoTokenizer.from_pretrained(enc)
-    )
+    tokenizer = AutoTokenizer.from_pretrained(enc)
+    clf = SequenceClassifier.from_encoder(enc, ["negative", "positive"], tokenizer).save(tmp / "clf", tokenizer)
     tok = train_tokenizer(["a good phone", "un buen teléfono"] * 20, 100, 16)
     mt = save_translator(
         build_marian(Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 16),

@@ -63,3 +63,12 @@ def test_every_row_config_is_valid_and_shares_the_teacher(tmp_path: Path):
     assert row_config(base, "student-semi-16", 13, tmp_path, "binary", tmp_path).data.dev_per_class == 16
     sup = row_config(base, "student-supervised", 13, tmp_path, "binary", tmp_path)
     assert sup.data.target_labelled["es"] == "marc/train_pool_es.csv"
+    # The multi-teacher row averages the row's teacher with the extra ones; the others use one teacher.
+    extra = [tmp_path / "t21", tmp_path / "t42"]
+    multi = row_config(base, "student-multi-teacher", 13, tmp_path, "binary", tmp_path, extra)
+    assert multi.distill.extra_teachers == [str(p) for p in extra]
+    assert (
+        row_config(base, "student-unsupervised", 13, tmp_path, "binary", tmp_path, extra).distill.extra_teachers == []
+    )
+    translate = row_config(base, "student-translate-es", 13, tmp_path, "binary", tmp_path)
+    assert translate.distill.translate_source == {"es": "apertium -u eng-spa"}

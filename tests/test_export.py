@@ -22,7 +22,8 @@ TEXTS = ["a good phone", "bad battery life", "muy bueno", "很好", "it works", 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     from xdistill.config import Seq2SeqArchConfig
-    from xdistill.models.classifier import EncoderClassifier, load_encoder
+    from xdistill.models.classifier import SequenceClassifier
+    from xdistill.models.encoder import load_encoder
     from xdistill.models.sentence import SentenceEncoder, save_sentence_encoder
     from xdistill.models.seq2seq import build_marian, save_translator, train_tokenizer
     from xdistill.models.tiny import create_random_encoder
@@ -30,7 +31,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     enc = create_random_encoder(root / "enc", TEXTS * 10)
     tokenizer = AutoTokenizer.from_pretrained(enc)
-    classifier = EncoderClassifier(load_encoder(enc), ["negative", "positive"], max_length=32).eval()
+    classifier = SequenceClassifier.from_encoder(enc, ["negative", "positive"], tokenizer, max_length=32).eval()
     clf = classifier.save(root / "classifier", tokenizer)
     sentence = save_sentence_encoder(
         SentenceEncoder(load_encoder(enc), normalize=True, max_length=32).eval(), tokenizer, root / "encoder"

@@ -18,7 +18,7 @@ from xdistill.distill.classify import teacher_outputs
 from xdistill.errors import ModelError
 from xdistill.export.runtime import detect_kind, load_model
 from xdistill.fingerprints import fingerprint_folder
-from xdistill.models.hf_classifier import HFSequenceClassifier, load_classifier
+from xdistill.models.classifier import SequenceClassifier, load_classifier
 from xdistill.models.tiny import train_unigram_tokenizer
 from xdistill.pipeline import run_all
 
@@ -71,8 +71,8 @@ def hf_folder(tmp_path_factory) -> Path:
 
 def test_adaptor_logits_are_the_checkpoints_own_reordered_to_data_labels(hf_folder):
     model, tokenizer = load_classifier(hf_folder, flag="teacher", labels=LABELS)
-    assert isinstance(model, HFSequenceClassifier)
-    assert model.labels == LABELS and model.label_order == [1, 0] and model.head is None
+    assert isinstance(model, SequenceClassifier)
+    assert model.labels == LABELS and model.label_order == [1, 0]
     reference = AutoModelForSequenceClassification.from_pretrained(hf_folder).eval()
     enc = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -122,7 +122,11 @@ def test_hf_checkpoint_teacher_distils_and_evaluates_end_to_end(hf_folder, tmp_p
     run = Path(cfg.run_dir)
     assert not (run / "teacher").exists()  # used as it is
     info = json.loads((run / "student" / "xdistill_model.json").read_text())
-    assert info["labels"] == LABELS and info["teacher"] == str(hf_folder) and info["pooling"] == "cls"
+    assert info["labels"] == LABELS and info["teacher"] == str(hf_folder)
+    # The student is the checkpoint's own class, its head copied and its classes in data.labels order.
+    config = json.loads((run / "student" / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
 
     teacher_row = results["models"]["teacher"]
     assert teacher_row["path"] == str(hf_folder)

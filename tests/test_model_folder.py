@@ -28,7 +28,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     from torch import nn
 
     from xdistill.config import Seq2SeqArchConfig
-    from xdistill.models.classifier import EncoderClassifier, load_encoder
+    from xdistill.models.classifier import SequenceClassifier
+    from xdistill.models.encoder import load_encoder
     from xdistill.models.sentence import SentenceEncoder, save_sentence_encoder
     from xdistill.models.seq2seq import build_marian, save_translator, train_tokenizer
     from xdistill.models.tiny import create_random_encoder
@@ -36,7 +37,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("folders")
     enc = create_random_encoder(root / "enc", TEXTS * 10)
     tokenizer = AutoTokenizer.from_pretrained(enc)
-    clf = EncoderClassifier(load_encoder(enc), ["negative", "positive"], max_length=32).eval()
+    clf = SequenceClassifier.from_encoder(enc, ["negative", "positive"], tokenizer, max_length=32).eval()
     clf = clf.save(root / "teacher", tokenizer, {"role": "teacher"})
     encoder = load_encoder(enc)
     sentence = SentenceEncoder(encoder, dense=nn.Linear(encoder.config.hidden_size, 8), normalize=True, max_length=32)
@@ -100,10 +101,10 @@ def test_bad_info_file_is_one_line_from_the_cli(models, tmp_path):
 
 def test_the_old_module_names_still_import():
     from xdistill.export import runtime
-    from xdistill.models import classifier, e5_import, seq2seq
+    from xdistill.models import e5_import, seq2seq
 
-    assert classifier.MODEL_INFO == seq2seq.MODEL_INFO == e5_import.MODEL_INFO == runtime.MODEL_INFO == MODEL_INFO
-    assert classifier.read_model_info is seq2seq.read_model_info is read_model_info
+    assert seq2seq.MODEL_INFO == e5_import.MODEL_INFO == runtime.MODEL_INFO == MODEL_INFO
+    assert seq2seq.read_model_info is read_model_info
 
 
 # -- atomic folder writes ----------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_atomic_dir_replaces_a_folder_and_keeps_it_on_failure(tmp_path, monkeypa
 def test_every_writer_records_the_sha256_of_each_weight_file(models):
     expected = {
         "encoder": {"model.safetensors"},
-        "classifier": {"model.safetensors", "classifier_head.safetensors"},
+        "classifier": {"model.safetensors"},  # a native sequence-classification folder: the head is inside
         "sentence": {"model.safetensors", "2_Dense/model.safetensors"},
         "translator": {"model.safetensors"},
     }
@@ -156,20 +157,17 @@ def test_flipped_bytes_in_the_encoder_weights_are_one_model_error(models, tmp_pa
         load_model(folder)
 
 
-def test_a_truncated_head_is_one_model_error(models, tmp_path):
-    from xdistill.models.classifier import EncoderClassifier
+def test_a_classifier_of_the_old_layout_is_one_model_error_saying_to_rerun(models, tmp_path):
+    from xdistill.models.classifier import SequenceClassifier
 
     folder = _copy(models["classifier"], tmp_path / "teacher")
-    _truncate(folder / "classifier_head.safetensors")
+    (folder / "classifier_head.safetensors").write_bytes(b"old")
     with pytest.raises(
         ModelError,
-        match=rf"^{folder}: weight file classifier_head\.safetensors is truncated "
-        r"\(\d+ bytes, \d+ written\); re-run the stage",
+        match=rf"^model: {folder} was written by an older xdistill \(a bare encoder \+ classifier_head\.safetensors\); "
+        r"classifiers are now native Hugging Face sequence-classification folders: re-run the stage",
     ):
-        EncoderClassifier.load(folder)
-    (folder / "classifier_head.safetensors").unlink()
-    with pytest.raises(ModelError, match=r"weight file classifier_head\.safetensors is missing"):
-        verify_weights(folder)
+        SequenceClassifier.load(folder)
 
 
 def test_damaged_dense_and_translator_weights_are_one_model_error(models, tmp_path):
@@ -187,7 +185,7 @@ def test_damaged_dense_and_translator_weights_are_one_model_error(models, tmp_pa
 
 
 def test_a_foreign_folder_without_checksums_loads_and_a_truncated_one_is_named(models, tmp_path):
-    from xdistill.models.classifier import load_encoder
+    from xdistill.models.encoder import load_encoder
 
     folder = _copy(models["encoder"], tmp_path / "hf")
     (folder / MODEL_INFO).unlink()  # as downloaded from the Hugging Face hub
@@ -234,8 +232,8 @@ def test_verification_is_cached_until_the_file_changes(models, tmp_path, monkeyp
     monkeypatch.setattr(fingerprints, "hashlib", types.SimpleNamespace(sha256=sha256))
     verify_weights(folder)
     verify_weights(folder)
-    assert len(hashed) == 2  # model.safetensors and classifier_head.safetensors, once each
+    assert len(hashed) == 1  # model.safetensors, once
     _flip_byte(folder / "model.safetensors")  # a new mtime: hashed again
     with pytest.raises(ModelError, match="model.safetensors is corrupted"):
         verify_weights(folder)
-    assert len(hashed) == 3
+    assert len(hashed) == 2

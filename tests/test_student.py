@@ -7,7 +7,7 @@ from transformers import AutoModel, AutoTokenizer
 from xdistill.config import StudentConfig
 from xdistill.distill.classify import default_layer_map
 from xdistill.errors import ModelError
-from xdistill.models.classifier import load_encoder
+from xdistill.models.encoder import load_encoder
 from xdistill.models.student import build_student
 from xdistill.models.tiny import create_random_encoder
 

@@ -406,3 +406,15 @@ def test_unsupported_model_type_raises():
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
     with pytest.raises(ModelError, match="WordLevel"):
         trim_tokenizer(tok, [0, 1])
+
+
+def test_keep_top_keeps_the_most_probable_pieces_beyond_the_corpus(unigram_tokenizer):
+    tok = unigram_tokenizer
+    scores = [float(s) for _, s in json.loads(tok.backend_tokenizer.to_str())["model"]["vocab"]]
+    top = set(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:50])
+    plain, _ = select_pieces(tok, ES_TEXT[:3])
+    kept, _ = select_pieces(tok, ES_TEXT[:3], keep_top=50)
+    assert top <= set(kept) and not top <= set(plain)
+    assert set(plain) <= set(kept)
+    with pytest.raises(ConfigError, match=r"keep_top must be an integer >= 0, got -1"):
+        select_pieces(tok, ES_TEXT, keep_top=-1)

@@ -222,11 +222,13 @@ class TeacherConfig:
     # one translation per line on stdout (e.g. "apertium -u eng-spa"); it runs through /bin/sh only
     # when it uses shell syntax (pipes, redirects, $VARS, ...).
     command: str | None = None
-    # Token states -> sentence vector: mean over tokens or the first ([CLS]) token. Classification:
-    # the input of the head; embedding: used only when the teacher folder records no pooling.
+    # Embedding: token states -> sentence vector (mean over tokens or the first [CLS] token), used only
+    # when the teacher folder records no pooling. Classification pools as the architecture's native
+    # ...ForSequenceClassification head does (BERT: [CLS] + pooler), so saved models load in pipeline().
     pooling: Literal["mean", "cls"] = "mean"
-    # Prepended to every input text (e5: "query: "). Classification: saved with the teacher and used by
-    # the student too; embedding: "" means the teacher folder's own prefix.
+    # Prepended to every input text (e5: "query: "). Classification: written into the teacher's tokenizer
+    # (and so the student's), so every loader of the saved folders applies it; embedding: "" means the
+    # teacher folder's own prefix.
     text_prefix: str = ""
     # Tokens per input, longer ones truncated (8..8192): the teacher's, the student's unless
     # student.max_length, and embed.references'; translation uses mt.max_length instead.
@@ -267,6 +269,9 @@ class StudentConfig:
     # With trim_vocab: keep a piece only if it occurs at least N times (special and single-character
     # pieces are always kept).
     vocab_min_count: int = 1
+    # With trim_vocab: also keep the N pieces the tokenizer ranks most frequent (Unigram scores), so
+    # text unlike the training text (another domain, words it lacks) still finds its pieces; 0: none.
+    vocab_keep_top: int = 0
     max_length: int | None = None  # tokens per student input; None: teacher.max_length
 
     def __post_init__(self) -> None:
@@ -290,6 +295,7 @@ class StudentConfig:
                 f"student.hidden_size ({self.hidden_size}) must be divisible by student.num_heads ({self.num_heads})",
             )
         _check(self.vocab_min_count >= 1, f"student.vocab_min_count must be >= 1, got {self.vocab_min_count}")
+        _check(self.vocab_keep_top >= 0, f"student.vocab_keep_top must be >= 0, got {self.vocab_keep_top}")
 
 
 @dataclass
@@ -318,8 +324,31 @@ class DistillConfig:
     use_source: bool = True  # train on data.train (labels + soft labels); always on without the teacher
     use_unlabelled: bool = True  # teacher soft labels on data.unlabelled (teacher and student read the same text)
     use_parallel: bool = True  # data.parallel: the teacher reads the source side, the student the translation
+    # Multi-teacher distillation: more fine-tuned classifier folders (xdistill teachers, e.g. trained
+    # with other seeds, or HF sequence-classification checkpoints, e.g. a per-language teacher) whose
+    # class probabilities are averaged with the run's teacher's into the soft targets. Each one's
+    # outputs are cached like the run's teacher's; hidden-state, attention and embedding losses
+    # still read the run's teacher alone.
+    extra_teachers: list[str] = field(default_factory=list)
+    # Weights of [the run's teacher, *extra_teachers] in that average (normalised); empty: equal.
+    teacher_weights: list[float] = field(default_factory=list)
+    # Translation-augmented transfer: {lang: translator}. data.train's texts, translated into lang,
+    # become extra target-language text the teacher labels (soft labels only, like data.unlabelled).
+    # A translator is a local HF seq2seq folder, or a command that reads source lines on stdin and
+    # writes one translation per line (e.g. "apertium -u eng-spa"); translations are cached in cache_dir.
+    translate_source: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.teacher_weights:
+            _check(
+                len(self.teacher_weights) == 1 + len(self.extra_teachers),
+                f"distill.teacher_weights needs one weight for the run's teacher and one per distill.extra_teachers "
+                f"({1 + len(self.extra_teachers)} in all), got {len(self.teacher_weights)}",
+            )
+            _check(
+                all(w >= 0 for w in self.teacher_weights) and sum(self.teacher_weights) > 0,
+                f"distill.teacher_weights must be >= 0 and not all 0, got {self.teacher_weights}",
+            )
         _check(self.temperature > 0, f"distill.temperature must be > 0, got {self.temperature}")
         _check(0 <= self.alpha <= 1, f"distill.alpha must be in [0, 1], got {self.alpha}")
         _check(self.hidden_weight >= 0, f"distill.hidden_weight must be >= 0, got {self.hidden_weight}")

@@ -100,6 +100,7 @@ STAGE_INPUTS = {
     ),
     "student": (
         "student.base",
+        "distill.extra_teachers[]",
         "mt.monolingual[].path",
         "mt.student.init_encoder",
         "embed.eval_retrieval[].path",
@@ -110,6 +111,7 @@ STAGE_INPUTS = {
 _MODEL_KEYS = {
     "teacher.path",
     "student.base",
+    "distill.extra_teachers[]",
     "mt.student.init_encoder",
     "mt.teacher_model.init_encoder",
     "embed.references.*.path",

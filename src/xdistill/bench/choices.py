@@ -20,6 +20,9 @@ class MarcRow(str, Enum):
     semi_16 = "student-semi-16"
     semi_256 = "student-semi-256"
     supervised = "student-supervised"
+    translate_es = "student-translate-es"
+    multi_teacher = "student-multi-teacher"
+    unsupervised_4l = "student-unsupervised-4l"
 
 
 class Pair(str, Enum):

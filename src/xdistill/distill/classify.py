@@ -23,21 +23,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import RunConfig, TrainConfig
+from ..config import RunConfig, TrainConfig, resolve_path
 from ..data.examples import Example
 from ..data.splits import RunData, load_dev, load_training_data, text_pairs
+from ..errors import ConfigError
 from ..fingerprints import fingerprint_folder
 from ..layout import logs_dir, student_dir, teacher_dir
 from ..losses import AttentionKLLoss, EmbeddingMSELoss, HiddenStateMSELoss, SoftTargetLoss
 from ..metrics.classification import agreement, classification_metrics
 from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
-from ..models.classifier import EncoderClassifier, load_encoder
+from ..models.classifier import (
+    SequenceClassifier,
+    is_hf_sequence_classifier,
+    load_classifier,
+    pair_segments,
+    reorder_head,
+)
 from ..models.folder import check_model_folder, read_model_info
-from ..models.hf_classifier import load_classifier
 from ..models.student import build_student
+from ..models.text_prefix import with_text_prefix
 from ..models.tiny import RANDOM_PREFIX, resolve_random_encoder
+from ..models.translators import load_translator
 from .cache import TeacherCache
+from .ensemble import ensemble_logits
 from .fit import FitResult, fit
+from .translate import seqkd_pairs
 
 log = logging.getLogger(__name__)
 NO_LABEL = -100
@@ -64,20 +74,20 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     tcfg = cfg.teacher
     data = load_training_data(cfg, with_targets=tcfg.path.startswith(RANDOM_PREFIX))
     path = teacher_base_path(cfg, data)
-    info = read_model_info(path, optional=True)
-    if info.get("kind") == "classifier":
-        model, tokenizer = EncoderClassifier.load(path, flag="teacher.path")
+    if read_model_info(path, optional=True).get("kind") == "classifier" or is_hf_sequence_classifier(path):
+        # Fine-tuning a classifier further (an xdistill teacher, or an HF checkpoint's own head).
+        model, tokenizer = load_classifier(path, flag="teacher.path", labels=cfg.data.labels)
+        if model.label_order != sorted(model.label_order):
+            reorder_head(model.model, model.label_order)
+            model = SequenceClassifier(model.model, cfg.data.labels, max_length=tcfg.max_length)
+        model.max_length = tcfg.max_length
     else:
         check_model_folder(path, flag="teacher.path")
-        encoder = load_encoder(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = EncoderClassifier(
-            encoder,
-            cfg.data.labels,
-            pooling=tcfg.pooling,
-            dropout=tcfg.dropout,
-            text_prefix=tcfg.text_prefix,
-            max_length=tcfg.max_length,
+        # The prefix goes into the tokenizer, so the saved teacher (and every student copied
+        # from it) applies it wherever it is loaded: pipeline(), from_pretrained, xdistill.
+        tokenizer = with_text_prefix(AutoTokenizer.from_pretrained(path), tcfg.text_prefix)
+        model = SequenceClassifier.from_encoder(
+            path, cfg.data.labels, tokenizer, dropout=tcfg.dropout, max_length=tcfg.max_length
         )
     if tcfg.freeze_embeddings:
         # Source-only fine-tuning moves only the source language's token embeddings, pulling them
@@ -87,13 +97,13 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
             p.requires_grad = False
 
     pad = pad_token_id(tokenizer)
-    items = _labelled_items(data.train, tokenizer, model.text_prefix, tcfg.max_length)
+    items = _labelled_items(data.train, tokenizer, tcfg.max_length)
     loss_fn = SoftTargetLoss(temperature=1.0, alpha=1.0)
     select_lang = tcfg.train.select_lang or cfg.data.source_lang
     # Only the dev sets selection needs: the teacher's target-language scores stay zero-shot.
     needed = cfg.data.target_langs if select_lang == "targets" else [select_lang]
     dev = {lang: data.dev[lang] for lang in needed if lang in data.dev}
-    evaluator = DevEvaluator(dev, tokenizer, model.text_prefix, tcfg.max_length, cfg) if dev else None
+    evaluator = DevEvaluator(dev, tokenizer, tcfg.max_length, cfg) if dev else None
     out = teacher_dir(cfg)
 
     def step(batch: dict, trained: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -110,7 +120,9 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         run_dir=logs_dir(out),
         evaluate_fn=(lambda: evaluator(model)) if evaluator else None,
         select_key=f"{select_lang}/{tcfg.train.select_metric}" if evaluator else None,
-        save_fn=lambda: model.save(out, tokenizer, {"role": "teacher", "base_model": str(path)}),
+        save_fn=lambda: model.save(
+            out, tokenizer, {"role": "teacher", "base_model": str(path), "prefix_in_tokenizer": tcfg.text_prefix}
+        ),
         lengths=[len(it["ids"]) for it in items],
         progress=progress,
         desc="teacher",
@@ -171,6 +183,40 @@ def build_streams(cfg: RunConfig, data: RunData) -> list[Stream]:
     return [s for s in streams if s.student_texts]
 
 
+def student_streams(cfg: RunConfig, data: RunData, *, progress: bool = True) -> list[Stream]:
+    """Every stream the student trains on: :func:`build_streams`, plus the translated source
+    texts of ``distill.translate_source`` (they need the teacher, which labels them)."""
+    streams = build_streams(cfg, data)
+    if cfg.distill.use_teacher:
+        streams += [s for s in translated_streams(cfg, data, progress=progress) if s.student_texts]
+    return streams
+
+
+def translated_streams(cfg: RunConfig, data: RunData, *, progress: bool = True) -> list[Stream]:
+    """Translation-augmented transfer: data.train's texts translated into each language of
+    ``distill.translate_source`` (cached in cache_dir), as unlabelled target-language text."""
+    streams = []
+    for lang, spec in cfg.distill.translate_source.items():
+        flag = f"distill.translate_source.{lang}"
+        if any(e.text_pair for e in data.train):
+            raise ConfigError(
+                f"{flag}: translating text pairs is not supported; remove distill.translate_source for a pair task"
+            )
+        folder = resolve_path(spec)
+        if folder.is_dir():
+            if not (folder / "config.json").is_file():
+                raise ConfigError(f"{flag}: {folder} is a folder but not a Hugging Face seq2seq model (no config.json)")
+            translator = load_translator(str(folder), max_length=cfg.mt.max_length, decoding=cfg.mt.decoding)
+        else:
+            translator = load_translator(
+                command=spec, batch_size=cfg.mt.command_batch_size, timeout_s=cfg.mt.command_timeout_s
+            )
+        pairs, _ = seqkd_pairs(cfg, translator, [e.text for e in data.train], progress=progress)
+        texts = [p.target for p in pairs]
+        streams.append(Stream(f"translated-{cfg.data.source_lang}-{lang}", texts, texts, [NO_LABEL] * len(texts)))
+    return streams
+
+
 def _with_teacher(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, use_teacher=True))
 
@@ -212,7 +258,7 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         p.requires_grad = False
 
     data = load_training_data(cfg, with_targets=True)
-    streams = build_streams(cfg, data)
+    streams = student_streams(cfg, data, progress=progress)
     if not streams:
         raise ValueError("no training data for the student: check data.train and the distill.use_* flags")
     for s in streams:
@@ -222,25 +268,23 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     # teacher signal only: its vocabulary is trimmed on the texts the distilled student would read
     # (target languages included; trimmed on English alone, Chinese would become <unk>), and it
     # trains as many steps (below).
-    peers = streams if d.use_teacher else build_streams(_with_teacher(cfg), data)
+    peers = streams if d.use_teacher else student_streams(_with_teacher(cfg), data, progress=progress)
     corpus = [t for s in peers for t in s.student_texts] + [p for s in peers for p in (s.student_pairs or []) if p]
-    encoder, s_tok, student_info = build_student(
-        teacher.encoder, t_tok, cfg.student, corpus, text_prefix=teacher.text_prefix, progress=progress
-    )
+    # The student is the teacher's own sequence-classification class: a copied student starts
+    # from the teacher's head too (reordered to data.labels for a foreign checkpoint).
+    student_model, s_tok, student_info = build_student(teacher.model, t_tok, cfg.student, corpus, progress=progress)
+    if teacher.label_order != sorted(teacher.label_order) and cfg.student.init == "teacher":
+        reorder_head(student_model, teacher.label_order)
     if attn:
-        encoder.config._attn_implementation = "eager"
-    student = EncoderClassifier(
-        encoder,
+        student_model.config._attn_implementation = "eager"
+    student = SequenceClassifier(
+        student_model,
         cfg.data.labels,
-        pooling=teacher.pooling,
-        dropout=cfg.teacher.dropout,
-        text_prefix=teacher.text_prefix,
         max_length=cfg.student_max_length,
+        segments=pair_segments(s_tok),
+        sep_token_id=s_tok.sep_token_id,
     )
-    if teacher.head is not None and student.hidden_size == teacher.hidden_size:
-        # Starting from the teacher's head makes the copied student's first logits meaningful
-        # (an HF checkpoint's own head reads its pooler, not this head's input: it has none).
-        student.head.load_state_dict(teacher.head.state_dict())
+    encoder = student.encoder
 
     cache = TeacherCache(cfg.cache_dir)
     t_fingerprint = fingerprint_folder(teacher_dir(cfg))
@@ -262,17 +306,17 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
             )
             s.teacher_logits = cached["logits"]
             s.teacher_pooled = cached.get("pooled")
+        if d.extra_teachers:
+            inputs = [(s.name, s.teacher_texts, s.teacher_pairs) for s in streams]
+            for s, logits in zip(streams, _extra_teacher_logits(cfg, cache, inputs, progress)):
+                s.teacher_logits = ensemble_logits([s.teacher_logits, *logits], d.teacher_weights)
 
     items = []
     for s in streams:
-        s_ids = encode_texts(
-            s_tok, s.student_texts, s.student_pairs, prefix=student.text_prefix, max_length=cfg.student_max_length
-        )
+        s_ids = encode_texts(s_tok, s.student_texts, s.student_pairs, max_length=cfg.student_max_length)
         t_ids = None
         if needs_internals and s.same_text:
-            t_ids = encode_texts(
-                t_tok, s.teacher_texts, s.teacher_pairs, prefix=teacher.text_prefix, max_length=cfg.student_max_length
-            )
+            t_ids = encode_texts(t_tok, s.teacher_texts, s.teacher_pairs, max_length=cfg.student_max_length)
         for i, ids in enumerate(s_ids):
             items.append(
                 {
@@ -341,16 +385,23 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     dev = load_dev(cfg)
     teacher_dev_pred = {}
     if d.use_teacher:
-        for lang, exs in dev.items():
-            texts, pairs = [e.text for e in exs], text_pairs(exs)
-            teacher_dev_pred[lang] = teacher_outputs(
-                cache, t_fingerprint, teacher, t_tok, texts, pairs, cfg, ("logits",), f"teacher on dev-{lang}", progress
-            )["logits"].argmax(-1)
-    evaluator = (
-        DevEvaluator(dev, s_tok, student.text_prefix, cfg.student_max_length, cfg, teacher_pred=teacher_dev_pred)
-        if dev
-        else None
-    )
+        # Agreement on dev is with what the student learns from: the teacher, or the ensemble.
+        inputs = [(f"dev-{lang}", [e.text for e in exs], text_pairs(exs)) for lang, exs in dev.items()]
+        dev_logits = [
+            [
+                teacher_outputs(
+                    cache, t_fingerprint, teacher, t_tok, texts, pairs, cfg, ("logits",), f"teacher on {name}", progress
+                )["logits"]
+            ]
+            for name, texts, pairs in inputs
+        ]
+        if d.extra_teachers:
+            for own, extra in zip(dev_logits, _extra_teacher_logits(cfg, cache, inputs, progress)):
+                own.extend(extra)
+        teacher_dev_pred = {
+            lang: ensemble_logits(logits, d.teacher_weights).argmax(-1) for lang, logits in zip(dev, dev_logits)
+        }
+    evaluator = DevEvaluator(dev, s_tok, cfg.student_max_length, cfg, teacher_pred=teacher_dev_pred) if dev else None
     select_lang = cfg.train.select_lang or cfg.data.source_lang
     out_dir = student_dir(cfg)
     extra_info = {
@@ -392,6 +443,28 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     return result
 
 
+def _extra_teacher_logits(
+    cfg: RunConfig, cache: TeacherCache, inputs: list[tuple[str, list[str], list[str | None] | None]], progress: bool
+) -> list[list[np.ndarray]]:
+    """For each ``(name, texts, pairs)``, the logits of every ``distill.extra_teachers`` folder (in
+    data.labels order), cached like the run's teacher's; one teacher in memory at a time."""
+    found: list[list[np.ndarray]] = [[] for _ in inputs]
+    for i, folder in enumerate(cfg.distill.extra_teachers):
+        flag = f"distill.extra_teachers[{i}]"
+        model, tokenizer = load_classifier(
+            resolve_path(folder), flag=flag, labels=cfg.data.labels, max_length=cfg.teacher.max_length
+        )
+        fingerprint = fingerprint_folder(resolve_path(folder))
+        for out, (name, texts, pairs) in zip(found, inputs):
+            out.append(
+                teacher_outputs(
+                    cache, fingerprint, model, tokenizer, texts, pairs, cfg, ("logits",), f"{flag} on {name}", progress
+                )["logits"]
+            )
+        del model
+    return found
+
+
 def teacher_outputs(
     cache: TeacherCache,
     fingerprint: str,
@@ -405,7 +478,7 @@ def teacher_outputs(
     progress: bool,
 ) -> dict[str, np.ndarray]:
     """The teacher's outputs on these texts, from the cache or computed (and cached) now."""
-    settings = {"max_length": cfg.teacher.max_length, "prefix": teacher.text_prefix, "outputs": list(outputs)}
+    settings = {"max_length": cfg.teacher.max_length, "outputs": list(outputs)}
     if getattr(teacher, "label_order", None) is not None:
         settings["label_order"] = teacher.label_order  # an HF teacher's logits, reordered to data.labels
     key = cache.key(fingerprint, _joined(texts, pairs), settings)
@@ -413,9 +486,7 @@ def teacher_outputs(
 
     def compute(start: int, end: int) -> dict[str, np.ndarray]:
         if not ids:  # tokenise only on a cache miss
-            ids.extend(
-                encode_texts(tokenizer, texts, pairs, prefix=teacher.text_prefix, max_length=cfg.teacher.max_length)
-            )
+            ids.extend(encode_texts(tokenizer, texts, pairs, max_length=cfg.teacher.max_length))
         return predict(
             teacher, ids[start:end], pad_token_id(tokenizer), batch_size=cfg.train.eval_batch_size, outputs=outputs
         )
@@ -434,10 +505,8 @@ def _joined(texts: list[str], pairs: list[str | None] | None) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _labelled_items(examples: list[Example], tokenizer, prefix: str, max_length: int) -> list[dict]:
-    ids = encode_texts(
-        tokenizer, [e.text for e in examples], text_pairs(examples), prefix=prefix, max_length=max_length
-    )
+def _labelled_items(examples: list[Example], tokenizer, max_length: int) -> list[dict]:
+    ids = encode_texts(tokenizer, [e.text for e in examples], text_pairs(examples), max_length=max_length)
     return [
         {"ids": i, "label": e.label if e.label is not None else NO_LABEL, "t_logits": None, "t_ids": None}
         for i, e in zip(ids, examples)
@@ -476,7 +545,6 @@ class DevEvaluator:
         self,
         dev: dict[str, list[Example]],
         tokenizer,
-        prefix: str,
         max_length: int,
         cfg: RunConfig,
         teacher_pred: dict[str, np.ndarray] | None = None,
@@ -484,7 +552,7 @@ class DevEvaluator:
         self.cfg = cfg
         self.pad = pad_token_id(tokenizer)
         self.ids = {
-            lang: encode_texts(tokenizer, [e.text for e in exs], text_pairs(exs), prefix=prefix, max_length=max_length)
+            lang: encode_texts(tokenizer, [e.text for e in exs], text_pairs(exs), max_length=max_length)
             for lang, exs in dev.items()
         }
         self.gold = {lang: np.array([e.label for e in exs]) for lang, exs in dev.items()}

@@ -34,7 +34,7 @@ from ..layout import logs_dir, student_dir
 from ..losses import EmbeddingMSELoss, TranslationRankingLoss
 from ..metrics.embedding import bidirectional_retrieval, embedding_mse
 from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
-from ..models.classifier import load_encoder
+from ..models.encoder import load_encoder
 from ..models.folder import check_model_folder, read_model_info
 from ..models.sentence import (
     SentenceEncoder,

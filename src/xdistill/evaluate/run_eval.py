@@ -16,7 +16,7 @@ from ..data.splits import load_test, text_pairs
 from ..layout import student_dir, teacher_dir
 from ..metrics.classification import agreement, classification_metrics
 from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
-from ..models.hf_classifier import load_classifier
+from ..models.classifier import load_classifier
 from .report import write_report
 from .size_speed import count_parameters, disk_mb, measure_speeds
 
@@ -87,7 +87,6 @@ def evaluate_classifier(
             tokenizer,
             [e.text for e in examples],
             text_pairs(examples),
-            prefix=model.text_prefix,
             max_length=model.max_length,
         )
         logits = predict(
@@ -168,7 +167,6 @@ def classifier_speeds(cfg: RunConfig, folders: dict[str, Path], test: dict[str, 
             tokenizer,
             [e.text for e in sample],
             text_pairs(sample),
-            prefix=model.text_prefix,
             max_length=model.max_length,
         )
         pad = pad_token_id(tokenizer)

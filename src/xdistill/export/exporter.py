@@ -135,8 +135,9 @@ def export_model(
     samples = list(sample_texts or (dev["texts"][:64] if dev else None) or SAMPLE_TEXTS)
     in_place = out.exists() and (bool(foreign) or _holds_cwd(out))
     with _staging(out, in_place, owned, foreign) as tmp:
+        fused: dict[str, int] = {}
         if fmt == "onnx":
-            _export_onnx(reference, tmp, quantize)
+            fused = _export_onnx(reference, tmp, quantize)
         else:
             _export_ct2(model_dir, reference, tmp, quantize)
         reference.tokenizer.save_pretrained(tmp)
@@ -147,7 +148,7 @@ def export_model(
             "format": fmt,
             "quantize": quantize,
             "exported_from": str(model_dir),
-            **({"onnx_file": "model.onnx"} if fmt == "onnx" else {}),
+            **({"onnx_file": "model.onnx", "fused_operators": fused} if fmt == "onnx" else {}),
             "files": files,
         }
         exported_info = write_model_info(tmp, exported_info)
@@ -287,7 +288,7 @@ def _eager_attention(encoder) -> None:
         encoder.config._attn_implementation = "eager"
 
 
-def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> None:
+def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> dict[str, int]:
     output = "logits" if reference.kind == "classifier" else "embedding"
     _eager_attention(reference.backend.encoder)
     module = _OutputOnly(reference.backend, output).eval()
@@ -315,7 +316,9 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
                 output: {0: "batch"},
             },
         )
+    fused = _optimize_onnx(path, reference.backend.encoder.config)
     if quantize == "int8":
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         fp32 = folder / "model.fp32.onnx"
@@ -325,10 +328,43 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
         was_disabled = root.disabled
         root.disabled = True  # quantize_dynamic logs generic "pre-process first" advice at WARNING
         try:
-            quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+            # The fused operators (com.microsoft Attention, SkipLayerNormalization) have no ONNX
+            # shape inference, so the tensors between them are declared float32 here.
+            quantize_dynamic(
+                str(fp32),
+                str(path),
+                weight_type=QuantType.QInt8,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
         finally:
             root.disabled = was_disabled
         fp32.unlink()
+    return fused
+
+
+def _optimize_onnx(path: Path, config) -> dict[str, int]:
+    """Fuse the exported graph with onnxruntime's transformer optimizer, in place: attention,
+    LayerNorm (+ residual add), GELU and bias ops become single kernels (a plain MatMul/Softmax
+    graph leaves onnxruntime nothing to fuse, and int8 then gains little). Returns the count of
+    each fused operator; an architecture the optimizer does not know is left as exported."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    root = logging.getLogger()
+    was_disabled = root.disabled
+    root.disabled = True  # the optimizer logs every fusion pass at INFO/WARNING
+    try:
+        optimized = optimize_model(
+            str(path),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            opt_level=0,  # the optimizer's own fusions only: the graph stays portable across machines
+        )
+        stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+        optimized.save_model_to_file(str(path))
+    finally:
+        root.disabled = was_disabled
+    return stats
 
 
 # -- CTranslate2 ----------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ import torch
 from ..config import Decoding
 from ..errors import ModelError
 from ..models.batches import encode_texts, pad_token_id, predict
+from ..models.classifier import is_hf_sequence_classifier, load_classifier
 from ..models.folder import MODEL_INFO, read_model_info, verify_weights
-from ..models.hf_classifier import is_hf_sequence_classifier, load_classifier
 from ..models.sentence import load_sentence_encoder
 from ..models.translators import Seq2SeqTranslator, saved_decoding
 
@@ -242,7 +242,7 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
         return LoadedModel(kind, fmt, folder, info, tokenizer, backend)
     if kind == "classifier":
         model, tokenizer = load_classifier(folder)  # an HF checkpoint keeps its own labels and their order
-        merged = {**info, "text_prefix": model.text_prefix, "max_length": model.max_length}
+        merged = {**info, "max_length": model.max_length}  # a text prefix is part of the tokenizer
         return LoadedModel(kind, fmt, folder, merged, tokenizer, model.eval(), labels=model.labels)
     if kind == "sentence-encoder":
         model, tokenizer = load_sentence_encoder(folder)

@@ -38,7 +38,7 @@ from ..errors import ModelError
 from ..fingerprints import fingerprint_folder
 from ..io_utils import atomic_dir, atomic_write_json
 from .batches import encode_texts, pad_token_id, predict
-from .classifier import load_encoder, load_weights_file, mean_pool
+from .encoder import load_encoder, load_weights_file, mean_pool
 from .folder import check_model_folder, read_model_info, write_model_info
 
 PACKAGE_PREFIX = "package:"

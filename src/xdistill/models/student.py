@@ -25,23 +25,26 @@ def build_student(
     text_prefix: str = "",
     progress: bool = True,
 ) -> tuple[PreTrainedModel, object, dict]:
-    """Return (student encoder, student tokenizer, info) for the given teacher encoder.
+    """Return (student, student tokenizer, info) for the given teacher model (an encoder, or a
+    sequence-classification model: the student is then one too, its head copied with ``init: teacher``).
 
     ``corpus`` is the student's training text in every language; with ``trim_vocab`` only the
-    pieces that occur in it (plus special tokens) are kept, which is where most of a multilingual
-    teacher's parameters are (e5-small: 96M of 117M are word embeddings).
+    pieces that occur in it (plus special tokens and a text prefix the tokenizer inserts) are
+    kept, which is where most of a multilingual teacher's parameters are (e5-small: 96M of 117M
+    are word embeddings).
     """
     info: dict = {"init": cfg.init}
     kept_ids = None
     if cfg.trim_vocab:
-        # The input prefix (e5's "query: ") must keep its pieces, or the student would segment it
-        # differently from the teacher.
+        # A string prefix (a sentence encoder's "query: ") must keep its pieces, or the student
+        # would segment it differently from the teacher.
         kept_ids, coverage = select_pieces(
             tokenizer,
             corpus,
             min_count=cfg.vocab_min_count,
             progress=progress,
             keep_texts=[text_prefix] if text_prefix else (),
+            keep_top=cfg.vocab_keep_top,
         )
         tokenizer = trim_tokenizer(tokenizer, kept_ids)
         info.update(vocab_before=teacher.config.vocab_size, vocab_after=len(kept_ids), vocab_coverage=coverage)

@@ -214,12 +214,32 @@ def _closure(
     return out
 
 
+def _most_frequent_pieces(model_json: dict, n_model: int, n: int) -> list[int]:
+    if model_json.get("type") == "Unigram":
+        scores = np.asarray([float(entry[1]) for entry in model_json["vocab"]])
+        return [int(i) for i in np.argsort(-scores, kind="stable")[:n]]
+    return list(range(min(n, n_model)))
+
+
 def _protected_ids(tokenizer, data: dict, pieces: list[str] | None) -> set[int]:
     ids = {int(t["id"]) for t in data.get("added_tokens") or []}
     ids.update(int(i) for i in tokenizer.all_special_ids if i is not None)
     unk = _model_unk_id(data["model"], pieces)
     if unk is not None:
         ids.add(int(unk))
+    ids.update(_post_processor_ids(data.get("post_processor")))  # e.g. a text prefix (text_prefix.py)
+    return ids
+
+
+def _post_processor_ids(proc: dict | None) -> set[int]:
+    if not proc:
+        return set()
+    ids = {int(i) for spec in (proc.get("special_tokens") or {}).values() for i in spec.get("ids", [])}
+    for key in ("sep", "cls"):
+        if proc.get(key):
+            ids.add(int(proc[key][1]))
+    for member in proc.get("processors") or []:
+        ids |= _post_processor_ids(member)
     return ids
 
 
@@ -256,6 +276,7 @@ def select_pieces(
     batch_size: int = 1000,
     progress: bool = False,
     keep_texts: Iterable[str] = (),
+    keep_top: int = 0,
 ) -> tuple[list[int], float]:
     """Choose the pieces to keep; return ``(kept_ids, coverage)``.
 
@@ -266,7 +287,10 @@ def select_pieces(
     pieces ``<0x00>..<0xFF>`` of a ``byte_fallback`` model, and for BPE every piece needed to
     build a kept piece by merges, and every piece of ``keep_texts`` (strings the student will
     always see whatever the corpus: e5's ``"passage: "`` / ``"query: "`` prefixes, prompt or label
-    words; they do not count towards ``coverage``). Other pieces are kept when they occur at least ``min_count``
+    words; they do not count towards ``coverage``), and the ``keep_top`` pieces the tokenizer's
+    model ranks most frequent (Unigram: the highest log-probability scores; WordPiece and BPE: the
+    lowest ids, their frequency / merge order), so text unlike the corpus (a new domain, words the
+    training text lacks) still finds its pieces. Other pieces are kept when they occur at least ``min_count``
     times; ``max_pieces`` caps the size of the whole new vocabulary (always-kept pieces
     included, most frequent pieces first; a :class:`ConfigError` if the always-kept pieces alone
     exceed it).
@@ -276,6 +300,8 @@ def select_pieces(
     """
     if not isinstance(min_count, int) or min_count < 1:
         raise ConfigError(f"min_count must be an integer >= 1, got {min_count!r}")
+    if not isinstance(keep_top, int) or keep_top < 0:
+        raise ConfigError(f"keep_top must be an integer >= 0, got {keep_top!r}")
     if max_pieces is not None and (not isinstance(max_pieces, int) or max_pieces < 1):
         raise ConfigError(f"max_pieces must be a positive integer or None, got {max_pieces!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -354,6 +380,8 @@ def select_pieces(
     def close(ids: Iterable[int]) -> set[int]:
         return _closure(ids, parents, pieces, index) if parents else set(ids)
 
+    if keep_top:
+        mandatory |= set(_most_frequent_pieces(model_json, n_model, keep_top))
     mandatory = close(mandatory)
     candidates = [int(i) for i in np.flatnonzero(counts >= min_count) if int(i) not in mandatory]
 
@@ -441,7 +469,6 @@ def trim_tokenizer(tokenizer, kept_ids: list[int]):
     so does a model type other than Unigram, WordPiece or BPE.
     """
     from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
 
     data = _tokenizer_json(tokenizer)
     model_json = data["model"]
@@ -521,10 +548,15 @@ def trim_tokenizer(tokenizer, kept_ids: list[int]):
                 f"{tok['id']} in the trimmed tokenizer"
             )
 
-    return _wrap(tokenizer, backend, PreTrainedTokenizerFast)
+    return rewrap(tokenizer, backend)
 
 
-def _wrap(tokenizer, backend, fallback_cls):
+def rewrap(tokenizer, backend, fallback_cls=None):
+    """``backend`` (a ``tokenizers.Tokenizer``) in the transformers class of ``tokenizer``, with its
+    special tokens, ``model_max_length`` and padding / truncation sides."""
+    from transformers import PreTrainedTokenizerFast
+
+    fallback_cls = fallback_cls or PreTrainedTokenizerFast
     kwargs: dict[str, Any] = {k: v for k, v in tokenizer.init_kwargs.items() if k not in _DROP_INIT_KWARGS}
     special_map = getattr(tokenizer, "_special_tokens_map", None)
     if special_map is None:
