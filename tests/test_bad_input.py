@@ -135,3 +135,19 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_unusable_path_is_one_line_naming_it(monkeypatch, capsys):
+    # (root reads any file whatever its mode, so the error is raised where the config is read)
+    import xdistill.config as config
+    from xdistill import cli
+
+    def deny(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "run.yaml")
+
+    monkeypatch.setattr(config, "load_config", deny)
+    monkeypatch.setattr(sys, "argv", ["xdistill", "run", "run.yaml"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: run.yaml: permission denied; check its permissions"

@@ -53,6 +53,11 @@ def test_onnx_classifier_export_matches_pytorch_and_carries_everything(models, t
     assert {"model.onnx", "README.md", "xdistill_model.json", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     info = json.loads((folder / "xdistill_model.json").read_text())
     assert info["format"] == "onnx" and info["labels"] == ["negative", "positive"]
+    # onnxruntime's transformer optimizer fused the graph: one attention kernel per layer, the
+    # residual adds into their LayerNorms; the parity above is measured on the fused graph.
+    layers = json.loads((models["classifier"] / "config.json").read_text())["num_hidden_layers"]
+    assert info["fused_operators"]["Attention"] == layers
+    assert info["fused_operators"]["SkipLayerNormalization"] == 2 * layers
     exported, reference = load_model(folder), load_model(models["classifier"])
     assert [r["label"] for r in exported.classify(TEXTS)] == [r["label"] for r in reference.classify(TEXTS)]
     assert "Parity with the PyTorch model" in (folder / "README.md").read_text()
@@ -69,6 +74,7 @@ def test_onnx_int8_is_smaller_and_reports_parity(models, tmp_path):
 def test_sentence_encoder_onnx_parity(models, tmp_path):
     result = export_model(models["encoder"], "onnx", tmp_path / "enc-onnx")
     assert result.parity["min_cosine"] >= 0.9999
+    assert json.loads((tmp_path / "enc-onnx" / "xdistill_model.json").read_text())["fused_operators"]["Attention"] >= 1
     vectors = load_model(tmp_path / "enc-onnx").embed(["hello", "hola"])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
 

@@ -524,6 +524,11 @@ def main() -> None:
         _fail(exc)
     except (FileNotFoundError, ValueError, FloatingPointError) as exc:
         _fail(exc)
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        # An input or output path xdistill cannot use: one line naming it, not a traceback.
+        what = "is a folder, not a file" if isinstance(exc, IsADirectoryError) else exc.strerror.lower()
+        fix = "check its permissions" if isinstance(exc, PermissionError) else "check the path"
+        _fail(XdistillError(f"{exc.filename}: {what}; {fix}" if exc.filename else str(exc)))
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -608,6 +608,13 @@ class TranslateConfig:
     word_kd_weight: float = 0.0  # token-level KL to a white-box teacher sharing the vocabulary
     word_kd_temperature: float = 1.0  # the softmax temperature T of that KL, > 0
     label_smoothing: float = 0.1  # on the token cross-entropy (standard for transformer MT)
+    # On-policy distillation (GKD, Agarwal et al. 2024): the share of training steps on which the
+    # student samples its own translations of the batch's sources and is trained towards the
+    # teacher's token distributions on them (generalised JSD); the other steps train on the batch's
+    # targets as usual (seq-KD / references). Needs a white-box teacher sharing the vocabulary. 0: off.
+    on_policy_ratio: float = 0.0
+    on_policy_beta: float = 0.5  # the JSD's mixing weight β in (0, 1): ~forward KL near 0, ~reverse KL near 1
+    on_policy_temperature: float = 1.0  # sampling temperature of the student's translations and of the JSD, > 0
     teacher_beam: int = 4  # beam size of the teacher's seq-KD translations
     eval_beam: int = 4  # beam size for the reported test scores and speed (teacher and student)
     max_length: int = 128  # tokens, source and target
@@ -638,6 +645,11 @@ class TranslateConfig:
         _check(0 <= self.word_kd_weight <= 1, f"mt.word_kd_weight must be in [0, 1], got {self.word_kd_weight}")
         _check(0 <= self.label_smoothing < 1, f"mt.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _check(self.word_kd_temperature > 0, f"mt.word_kd_temperature must be > 0, got {self.word_kd_temperature}")
+        _check(0 <= self.on_policy_ratio <= 1, f"mt.on_policy_ratio must be in [0, 1], got {self.on_policy_ratio}")
+        _check(0 < self.on_policy_beta < 1, f"mt.on_policy_beta must be in (0, 1), got {self.on_policy_beta}")
+        _check(
+            self.on_policy_temperature > 0, f"mt.on_policy_temperature must be > 0, got {self.on_policy_temperature}"
+        )
         _check(self.vocab_size >= 100, f"mt.vocab_size must be >= 100, got {self.vocab_size}")
 
 
@@ -798,6 +810,10 @@ class RunConfig:
         _check(
             self.mt.word_kd_weight == 0 or not self.teacher.command,
             "mt.word_kd_weight > 0 needs a white-box teacher (teacher.path or a trained one), not teacher.command",
+        )
+        _check(
+            self.mt.on_policy_ratio == 0 or not self.teacher.command,
+            "mt.on_policy_ratio > 0 needs a white-box teacher (teacher.path or a trained one), not teacher.command",
         )
         for flag, train in (("train", self.train), ("teacher.train", self.teacher.train)):
             if train.select_metric == "accuracy":  # the classification default: translation selects on chrF

@@ -15,6 +15,7 @@ reference pairs.
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..data.examples import ParallelPair
 from ..data.mt_data import MTData, load_mt_data
 from ..errors import XdistillError
 from ..layout import logs_dir, student_dir, teacher_dir
+from ..losses.generalized_jsd import GeneralizedJSDLoss
 from ..losses.word_kd import WordKDLoss
 from ..metrics.translation import translation_scores
 from ..models.seq2seq import build_marian, save_translator, train_per_side_tokenizer, train_tokenizer
@@ -113,16 +115,29 @@ def train_seq2seq(
     )
     if teacher is not None:
         teacher.model.eval()
+    on_policy = GeneralizedJSDLoss(mt.on_policy_beta, mt.on_policy_temperature) if teacher is not None else None
+    # Which steps are on-policy: drawn from the run's seed, so a rerun takes the same ones.
+    draw = random.Random(f"on-policy-{train_cfg.seed if train_cfg.seed is not None else cfg.seed}")
 
     def step(batch: dict[str, torch.Tensor], trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        if on_policy is not None and mt.on_policy_ratio > 0 and draw.random() < mt.on_policy_ratio:
+            labels = sample_translations(model, tokenizer, batch, mt.max_length, mt.on_policy_temperature)
+            student_logits = trained(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
+            ).logits
+            with torch.no_grad():
+                teacher_logits = teacher.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
+                ).logits
+            return {**on_policy(student_logits, teacher_logits, labels), "on_policy": torch.tensor(1.0)}
         out = trained(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
         teacher_logits = None
-        if teacher is not None:
+        if teacher is not None and loss_fn.weight > 0:
             with torch.no_grad():
                 teacher_logits = teacher.model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
                 ).logits
-        return loss_fn(out.logits, batch["labels"], teacher_logits)
+        return {**loss_fn(out.logits, batch["labels"], teacher_logits), "on_policy": torch.tensor(0.0)}
 
     translator = Seq2SeqTranslator(
         out_dir, model=model, tokenizer=tokenizer, max_length=mt.max_length, decoding=mt.decoding
@@ -147,6 +162,30 @@ def train_seq2seq(
         progress=progress,
         desc=desc,
     )
+
+
+@torch.no_grad()
+def sample_translations(model, tokenizer, batch: dict[str, torch.Tensor], max_length: int, temperature: float):
+    """The student's own sampled translations of the batch's sources, as ``labels`` (-100 after
+    the end of each sentence): what on-policy distillation trains on."""
+    was_training = model.training
+    model.eval()  # sample from the model itself, not from a dropout-perturbed one
+    try:
+        out = model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            do_sample=True,
+            top_k=0,
+            top_p=1.0,
+            num_beams=1,
+            temperature=temperature,
+            max_new_tokens=max_length,
+        )
+    finally:
+        model.train(was_training)
+    labels = out[:, 1:].clone()  # without the decoder start token: the model shifts labels right itself
+    labels[labels == tokenizer.pad_token_id] = -100
+    return labels
 
 
 def train_translation_teacher(cfg: RunConfig, *, progress: bool = True) -> FitResult:
@@ -217,11 +256,20 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         pairs.extend(data.train)
         made["references"] = len(data.train)
     word_teacher = None
-    if cfg.distill.use_teacher and mt.word_kd_weight > 0:
+    if cfg.distill.use_teacher and (mt.word_kd_weight > 0 or mt.on_policy_ratio > 0):
         if not isinstance(teacher, Seq2SeqTranslator):
-            raise XdistillError("mt.word_kd_weight > 0 needs a white-box teacher (a seq2seq folder)")
+            raise XdistillError(
+                "mt.word_kd_weight > 0 and mt.on_policy_ratio > 0 need a white-box teacher (a seq2seq folder)"
+            )
         word_teacher = teacher
-        made["word_kd"] = {"weight": mt.word_kd_weight, "temperature": mt.word_kd_temperature}
+        if mt.word_kd_weight > 0:
+            made["word_kd"] = {"weight": mt.word_kd_weight, "temperature": mt.word_kd_temperature}
+        if mt.on_policy_ratio > 0:
+            made["on_policy"] = {
+                "ratio": mt.on_policy_ratio,
+                "beta": mt.on_policy_beta,
+                "temperature": mt.on_policy_temperature,
+            }
     if not pairs:
         raise XdistillError("mt.seqkd and mt.use_references are both off: the student has no training pairs")
     # Word-level KD compares distributions id by id: the student takes the teacher's vocabulary.

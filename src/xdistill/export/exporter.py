@@ -24,6 +24,8 @@ into in place (file by file, ``xdistill_model.json`` last) rather than replaced.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import shutil
@@ -324,10 +326,8 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
         fp32 = folder / "model.fp32.onnx"
         path.rename(fp32)
         # Dynamic quantization: int8 weights, activations quantized on the fly (no calibration data).
-        root = logging.getLogger()
-        was_disabled = root.disabled
-        root.disabled = True  # quantize_dynamic logs generic "pre-process first" advice at WARNING
-        try:
+        # quantize_dynamic logs generic "pre-process first" advice at WARNING.
+        with _quiet_logging():
             # The fused operators (com.microsoft Attention, SkipLayerNormalization) have no ONNX
             # shape inference, so the tensors between them are declared float32 here.
             quantize_dynamic(
@@ -336,8 +336,6 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
                 weight_type=QuantType.QInt8,
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
-        finally:
-            root.disabled = was_disabled
         fp32.unlink()
     return fused
 
@@ -349,10 +347,7 @@ def _optimize_onnx(path: Path, config) -> dict[str, int]:
     each fused operator; an architecture the optimizer does not know is left as exported."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    root = logging.getLogger()
-    was_disabled = root.disabled
-    root.disabled = True  # the optimizer logs every fusion pass at INFO/WARNING
-    try:
+    with _quiet_logging(), contextlib.redirect_stdout(io.StringIO()):  # it logs and prints every pass
         optimized = optimize_model(
             str(path),
             model_type="bert",
@@ -362,9 +357,18 @@ def _optimize_onnx(path: Path, config) -> dict[str, int]:
         )
         stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
         optimized.save_model_to_file(str(path))
-    finally:
-        root.disabled = was_disabled
     return stats
+
+
+@contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """No log records at WARNING or below from any logger while onnxruntime's tools run."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 # -- CTranslate2 ----------------------------------------------------------------------------------

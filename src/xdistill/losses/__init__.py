@@ -8,10 +8,12 @@ parts, so a training loop can log each one.
 - :class:`EmbeddingMSELoss` — Reimers & Gurevych 2020 MSE between sentence embeddings.
 - :class:`TranslationRankingLoss` — in-batch ranking of translations (Yang et al. 2019, LaBSE).
 - :class:`WordKDLoss` — Kim & Rush 2016 word-level KD for translation, mixed with token CE.
+- :class:`GeneralizedJSDLoss` — Agarwal et al. 2024 (GKD) on-policy distillation for translation.
 """
 
 from xdistill.losses.attention_kl import AttentionKLLoss
 from xdistill.losses.embedding_mse import EmbeddingMSELoss
+from xdistill.losses.generalized_jsd import GeneralizedJSDLoss
 from xdistill.losses.hidden_mse import HiddenStateMSELoss
 from xdistill.losses.soft_target import SoftTargetLoss
 from xdistill.losses.translation_ranking import TranslationRankingLoss
@@ -20,6 +22,7 @@ from xdistill.losses.word_kd import WordKDLoss
 __all__ = [
     "AttentionKLLoss",
     "EmbeddingMSELoss",
+    "GeneralizedJSDLoss",
     "HiddenStateMSELoss",
     "SoftTargetLoss",
     "TranslationRankingLoss",
