@@ -21,6 +21,16 @@ def write_config(path: Path, data: dict) -> Path:
     return path
 
 
+# Short reviews in the three demo languages, one of them a single word (tests of classifiers).
+MIXED_TEXTS = [
+    "Arrived a day early and works perfectly.",
+    "Broke after two days, a waste of money.",
+    "El producto llegó roto.",
+    "质量很好，非常满意。",
+    "ok",
+]
+
+
 @pytest.fixture
 def tiny_raw(tmp_path: Path) -> dict:
     """configs/tiny.yaml as a dict, writing into tmp_path."""

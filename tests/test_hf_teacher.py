@@ -22,17 +22,11 @@ from xdistill.models.classifier import SequenceClassifier, load_classifier
 from xdistill.models.tiny import train_unigram_tokenizer
 from xdistill.pipeline import run_all
 
-from conftest import write_config
+from conftest import MIXED_TEXTS, write_config
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "xdistill" / "demo_data"
 LABELS = ["negative", "positive"]
-TEXTS = [
-    "Arrived a day early and works perfectly.",
-    "Broke after two days, a waste of money.",
-    "El producto llegó roto.",
-    "质量很好，非常满意。",
-    "ok",
-]
+TEXTS = MIXED_TEXTS
 
 
 def _save_hf_classifier(folder: Path, id2label: dict[int, str]) -> Path:

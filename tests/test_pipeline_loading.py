@@ -19,15 +19,9 @@ from xdistill.models.text_prefix import has_text_prefix, prefix_piece_ids, with_
 from xdistill.models.tiny import train_unigram_tokenizer
 from xdistill.pipeline import run_all
 
-from conftest import write_config
+from conftest import MIXED_TEXTS, write_config
 
-TEXTS = [
-    "Arrived a day early and works perfectly.",
-    "Broke after two days, a waste of money.",
-    "El producto llegó roto.",
-    "质量很好，非常满意。",
-    "ok",
-]
+TEXTS = MIXED_TEXTS
 
 
 @pytest.fixture(scope="module")
