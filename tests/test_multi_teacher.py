@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from xdistill.config import load_config
 from xdistill.distill import classify
@@ -47,6 +48,8 @@ def _captured_items(cfg, monkeypatch) -> list[dict]:
     seen: list[dict] = []
 
     def fake_fit(model, items, *args, **kwargs):
+        # What fit() would train besides the model must be modules (it builds optimizer groups of them).
+        assert all(isinstance(m, torch.nn.Module) for m in kwargs.get("extra_modules") or [])
         seen.extend(items)
         raise _Stop
 

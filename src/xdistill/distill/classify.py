@@ -396,8 +396,8 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
             for name, texts, pairs in inputs
         ]
         if d.extra_teachers:
-            for own, extra in zip(dev_logits, _extra_teacher_logits(cfg, cache, inputs, progress)):
-                own.extend(extra)
+            for own, others in zip(dev_logits, _extra_teacher_logits(cfg, cache, inputs, progress)):
+                own.extend(others)
         teacher_dev_pred = {
             lang: ensemble_logits(logits, d.teacher_weights).argmax(-1) for lang, logits in zip(dev, dev_logits)
         }
