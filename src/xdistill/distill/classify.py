@@ -306,10 +306,18 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
             )
             s.teacher_logits = cached["logits"]
             s.teacher_pooled = cached.get("pooled")
-        if d.extra_teachers:
-            inputs = [(s.name, s.teacher_texts, s.teacher_pairs) for s in streams]
-            for s, logits in zip(streams, _extra_teacher_logits(cfg, cache, inputs, progress)):
-                s.teacher_logits = ensemble_logits([s.teacher_logits, *logits], d.teacher_weights)
+    dev = load_dev(cfg)
+    dev_inputs = [(f"dev-{lang}", [e.text for e in exs], text_pairs(exs)) for lang, exs in dev.items()]
+    # Every extra teacher is loaded once, for the training streams and the dev sets together.
+    extra_logits = (
+        _extra_teacher_logits(
+            cfg, cache, [(s.name, s.teacher_texts, s.teacher_pairs) for s in streams] + dev_inputs, progress
+        )
+        if d.use_teacher and d.extra_teachers
+        else []
+    )
+    for s, logits in zip(streams, extra_logits):
+        s.teacher_logits = ensemble_logits([s.teacher_logits, *logits], d.teacher_weights)
 
     items = []
     for s in streams:
@@ -382,22 +390,19 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         parts["loss"] = total
         return parts
 
-    dev = load_dev(cfg)
     teacher_dev_pred = {}
     if d.use_teacher:
         # Agreement on dev is with what the student learns from: the teacher, or the ensemble.
-        inputs = [(f"dev-{lang}", [e.text for e in exs], text_pairs(exs)) for lang, exs in dev.items()]
         dev_logits = [
             [
                 teacher_outputs(
                     cache, t_fingerprint, teacher, t_tok, texts, pairs, cfg, ("logits",), f"teacher on {name}", progress
                 )["logits"]
             ]
-            for name, texts, pairs in inputs
+            for name, texts, pairs in dev_inputs
         ]
-        if d.extra_teachers:
-            for own, others in zip(dev_logits, _extra_teacher_logits(cfg, cache, inputs, progress)):
-                own.extend(others)
+        for own, others in zip(dev_logits, extra_logits[len(streams) :]):
+            own.extend(others)
         teacher_dev_pred = {
             lang: ensemble_logits(logits, d.teacher_weights).argmax(-1) for lang, logits in zip(dev, dev_logits)
         }
