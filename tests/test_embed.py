@@ -356,3 +356,74 @@ def test_bench_config_quick_caps_and_targets(tmp_path):
     assert targets["retrieval_all_directions"] == {"value": 89.0, "target": ">= 90.0% in every direction", "met": False}
     assert targets["speedup_b32_vs_e5_small"]["met"] and targets["speedup_b32_vs_e5_small"]["value"] == 4.5
     assert targets["english_probe_vs_teacher"]["met"]  # 77 / 80 = 0.9625
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint selection and recipe choices on dev
+
+
+def test_embedding_select_metric_defaults_to_mse_and_rejects_classification_metrics(embed_raw):
+    assert _config(embed_raw).train.select_metric == "mse"
+    embed_raw["train"]["select_metric"] = "retrieval"
+    assert _config(embed_raw).train.select_metric == "retrieval"
+    embed_raw["train"]["select_metric"] = "macro_f1"
+    with pytest.raises(ConfigError, match=r"task is 'embedding': train.select_metric must be mse or retrieval"):
+        _config(embed_raw)
+
+
+def test_student_is_selected_on_the_worst_dev_retrieval_direction(tmp_path, embed_raw):
+    from xdistill.api import distill
+
+    embed_raw["train"]["select_metric"] = "retrieval"
+    embed_raw["embed"]["probe"] = None
+    result = distill(_config(embed_raw), progress=False, echo=lambda _: None)
+    run_dir = Path(embed_raw["run_dir"])
+    info = json.loads((run_dir / "student" / "xdistill_model.json").read_text())
+    assert info["selected_on"] == "dev min/retrieval"
+    evals = [
+        r
+        for r in map(json.loads, (run_dir / "student-logs" / "metrics.jsonl").read_text().splitlines())
+        if r["type"] == "eval"
+    ]
+    assert len(evals) == 2
+    for r in evals:
+        # The worst single direction is at most each language's two-direction mean.
+        assert r["dev/min/retrieval"] <= min(r["dev/es/retrieval"], r["dev/zh/retrieval"])
+    best = max(evals, key=lambda r: r["dev/min/retrieval"])
+    assert result.best_score == best["dev/min/retrieval"] and [r["best"] for r in evals][evals.index(best)]
+
+
+def test_dev_selection_picks_the_best_worst_direction_then_the_lower_mse(tmp_path, monkeypatch):
+    from xdistill.bench import embed as bench_embed
+
+    # Each candidate's training is replaced by a log with known dev metrics (the pick is what is tested).
+    logs = {
+        "a": [{"dev/min/retrieval": 80.0, "dev/mean/mse": 0.001}, {"dev/min/retrieval": 85.0, "dev/mean/mse": 0.002}],
+        "b": [{"dev/min/retrieval": 85.0, "dev/mean/mse": 0.0015}],
+        "c": [{"dev/min/retrieval": 70.0, "dev/mean/mse": 0.0001}],
+    }
+
+    def fake_stage(cfg, stage, **_):
+        name = cfg.name
+        log = Path(cfg.run_dir) / "student-logs" / "metrics.jsonl"
+        log.parent.mkdir(parents=True)
+        rows = [{"type": "eval", "epoch": i + 1, **m} for i, m in enumerate(logs[name])]
+        log.write_text("\n".join(json.dumps(r) for r in rows))
+
+    monkeypatch.setattr(bench_embed, "run_stage", fake_stage)
+    (tmp_path / "e5").mkdir()
+    (tmp_path / "e5" / "config.json").write_text("{}")
+    results = bench_embed.run_dev_selection(
+        config=ROOT / "configs" / "embed-minilm-to-xx.yaml",
+        data_dir=tmp_path,
+        out=tmp_path / "embed-dev.json",
+        work_dir=tmp_path / "w",
+        e5_path=tmp_path / "e5",
+        candidates={n: [f"name={n}"] for n in logs},
+        echo=lambda _: None,
+    )
+    # a and b tie on retrieval at their best epochs (85); b's MSE is lower.
+    assert results["chosen"] == {"name": "b", "overrides": ["name=b"], "epoch": 1}
+    assert [c["best_epoch"] for c in results["candidates"]] == [2, 1, 1]
+    assert json.loads((tmp_path / "embed-dev.json").read_text())["chosen"]["name"] == "b"
+    assert "Chosen on dev: **b**" in bench_embed.dev_markdown(results)

@@ -316,3 +316,42 @@ def test_predict_lone_surrogate_names_the_file_and_line(models, tmp_path):
     ]
     out = _cli("predict", str(models["encoder"]), stdin='{"text": "ok", "meta": {"id": "\\udfff"}}\n')
     assert out.returncode == 2 and '<stdin>, line 1: "meta.id" is not valid Unicode' in out.stderr
+
+
+# -- bench export's measurement ---------------------------------------------------------------
+
+
+def test_bench_export_times_every_format_on_the_same_mixed_inputs(models):
+    from xdistill.bench.export import encoder_runner, mixed_sample, timed_rows
+
+    texts = mixed_sample({"en": ["a", "b", "c"], "es": ["x", "y"], "zh": ["甲"]}, n=5)
+    assert texts == ["a", "x", "甲", "b", "y"]  # in turn from every language
+    model = load_model(models["classifier"])
+    seen = []
+    model.backend = (lambda real: lambda ids, mask: seen.append(tuple(ids.shape)) or real(ids, mask))(model.backend)
+    run = encoder_runner(model, ["a good phone", "很好", "muy bueno"])
+    run(32), run(1), run(1), run(1), run(1)
+    assert seen[0][0] == 32 and [s[0] for s in seen[1:]] == [1, 1, 1, 1]
+    # Batch 1 walks through the inputs (the 4th call is the first text again).
+    assert seen[1] == seen[4] and seen[1] != seen[2]
+
+    rows = {"m": {}, "n": {}}
+    timed_rows(rows, {"m": encoder_runner(model, texts), "n": encoder_runner(model, texts)}, repeats=3)
+    assert rows["m"]["repeats"] == 3 and rows["m"]["throughput_b32"] > 0 and rows["n"]["latency_ms_b1"] > 0
+
+
+def test_bench_export_targets_use_the_worst_language_and_both_batch_sizes():
+    from xdistill.bench.export import check_targets
+
+    fp32 = {"value": 84.0, "per_language": {"en": 85.0, "es": 84.0, "zh": 83.0}, "throughput_b32": 100.0}
+    int8 = {"value": 83.7, "per_language": {"en": 85.0, "es": 84.0, "zh": 82.1}, "throughput_b32": 250.0}
+    rows = [
+        {"model": "marc-student", "format": "pytorch-fp32", "latency_ms_b1": 6.0, "disk_mb": 40.0, **fp32},
+        {"model": "marc-student", "format": "onnx-int8", "latency_ms_b1": 4.0, "disk_mb": 10.0, **int8},
+    ]
+    t = check_targets(rows)
+    # The mean loses 0.3 points, but zh loses 0.9: the target is per language.
+    assert t["marc_int8_loss_worst_language"]["value"] == pytest.approx(0.9)
+    assert not t["marc_int8_loss_worst_language"]["met"]
+    assert t["marc_int8_speedup_b32"] == {"value": 2.5, "target": ">= 2x throughput", "met": True}
+    assert t["marc_int8_speedup_b1"]["value"] == pytest.approx(1.5) and not t["marc_int8_speedup_b1"]["met"]

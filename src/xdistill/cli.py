@@ -393,6 +393,45 @@ def bench_embed(
     _bench_written(markdown_table(bench), out)
 
 
+@bench_app.command("embed-dev")
+def bench_embed_dev(
+    data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding the parallel text."),
+    config: Path = typer.Option(Path("configs/embed-minilm-to-xx.yaml"), "--config", help="The recipe to tune."),
+    candidate: Optional[list[str]] = typer.Option(
+        None,
+        "--candidate",
+        help="NAME:KEY=VALUE[,KEY=VALUE] (repeatable), e.g. 'w01:embed.ranking_weight=0.01'; "
+        "default: the ranking weights of bench/embed.py's DEV_CANDIDATES.",
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON to write (default bench/results/embed-dev.json)."),
+    work_dir: Path = typer.Option(Path("runs/bench-embed/dev"), "--work-dir", help="Models and caches of the pilots."),
+    e5: Path = typer.Option(Path("models/e5-small"), "--e5", help="The e5 folder (imported if missing)."),
+) -> None:
+    """Choose the embedding recipe on dev pairs: each candidate on the same capped data, FLORES never scored."""
+    from .bench.embed import dev_markdown, run_dev_selection
+
+    candidates = None
+    if candidate:
+        candidates = {}
+        for item in candidate:
+            name, sep, sets = item.partition(":")
+            if not sep or not name or not sets:
+                raise XdistillError(f"--candidate {item!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
+            candidates[name] = sets.split(",")
+    out = out or Path("bench/results/embed-dev.json")
+    results = run_dev_selection(
+        config=config,
+        data_dir=data_dir,
+        out=out,
+        work_dir=work_dir,
+        e5_path=e5,
+        candidates=candidates,
+        progress=_state["progress"],
+        echo=typer.echo,
+    )
+    _bench_written(dev_markdown(results), out)
+
+
 @bench_app.command("mt")
 def bench_mt(
     data_dir: Path = typer.Option(
@@ -456,6 +495,11 @@ def bench_export(
         "--marc-teacher",
         help="Its teacher (for the disk-size ratio).",
     ),
+    embed_student: Optional[Path] = typer.Option(
+        Path("runs/bench-embed/full/run/student"),
+        "--embed-student",
+        help="The sentence-embedding student to export too (default: bench embed's); '' leaves it out.",
+    ),
     mt: Optional[list[str]] = typer.Option(
         None, "--mt", help="PAIR=FOLDER of a translation student, e.g. en-es=runs/x/student."
     ),
@@ -484,6 +528,7 @@ def bench_export(
         marc_student=marc_student,
         marc_teacher=marc_teacher,
         mt_students=students,
+        embed_student=embed_student if embed_student and str(embed_student) not in ("", ".") else None,
         quick=quick,
         mt_only=mt_only,
         seconds=10.0 if quick else 30.0,

@@ -172,7 +172,8 @@ class TrainConfig:
     max_steps: int | None = None  # optimizer steps; None: epochs x batches per epoch (set, it overrides epochs)
     # The dev metric that picks the saved checkpoint (best epoch): classification accuracy, macro_f1, mae
     # (data.ordinal) or agreement (with the teacher, students only); translation chrf or bleu (the default
-    # accuracy becomes chrf there); embedding runs always select on the dev MSE to the teacher.
+    # accuracy becomes chrf there); embedding mse (the dev MSE to the teacher, the default there) or
+    # retrieval (the worst target language's dev translation retrieval).
     select_metric: str = "accuracy"
     # Classification: the dev language selection uses; None: data.source_lang; "targets": the mean over
     # data.target_langs (each needs a data.dev file).
@@ -201,9 +202,9 @@ class TrainConfig:
         _check(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.max_steps is None or self.max_steps > 0, f"train.max_steps must be > 0, got {self.max_steps}")
         _check(
-            self.select_metric in ("accuracy", "macro_f1", "mae", "agreement", "chrf", "bleu"),
-            f"train.select_metric must be accuracy, macro_f1, mae, agreement (classification) or chrf, bleu "
-            f"(translation), got {self.select_metric!r}",
+            self.select_metric in ("accuracy", "macro_f1", "mae", "agreement", "chrf", "bleu", "mse", "retrieval"),
+            f"train.select_metric must be accuracy, macro_f1, mae, agreement (classification), chrf, bleu "
+            f"(translation) or mse, retrieval (embedding), got {self.select_metric!r}",
         )
 
 
@@ -733,6 +734,12 @@ class RunConfig:
 
     def _check_embedding(self) -> None:
         src = self.data.source_lang
+        if self.train.select_metric == "accuracy":  # the classification default: embedding selects on dev MSE
+            self.train.select_metric = "mse"
+        _check(
+            self.train.select_metric in ("mse", "retrieval"),
+            f"task is 'embedding': train.select_metric must be mse or retrieval, got {self.train.select_metric!r}",
+        )
         _check(
             bool(self.data.parallel) or src in self.data.unlabelled,
             "task is 'embedding' but data.parallel is empty: list the parallel files "

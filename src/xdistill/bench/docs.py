@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..io_utils import atomic_write_text
+from .embed import dev_markdown as embed_dev_table
 from .embed import markdown_table as embed_table
 from .export import markdown_table as export_table
 from .marc import markdown_table as marc_table
@@ -23,6 +24,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     sections = (
         ("marc.json", "MARC, full run", marc_table),
         ("marc-quick.json", "MARC, --quick", marc_table),
+        ("embed-dev.json", "Sentence embeddings, recipe chosen on dev", embed_dev_table),
         ("embed.json", "Sentence embeddings, full run", embed_table),
         ("embed-quick.json", "Sentence embeddings, --quick", embed_table),
         ("mt.json", "Translation, full run", mt_table),

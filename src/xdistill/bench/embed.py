@@ -22,11 +22,13 @@ from typing import Any, Callable
 
 import yaml
 
-from ..config import RunConfig, from_dict
+from ..config import RunConfig, apply_override, from_dict
 from ..errors import ConfigError
+from ..evaluate.run_eval import machine_info
 from ..io_utils import atomic_write_json
+from ..layout import logs_dir, student_dir
 from ..models.e5_import import import_e5_small
-from ..pipeline import run_all
+from ..pipeline import run_all, run_stage
 
 QUICK = {
     "max_pairs_per_file": 500,
@@ -50,8 +52,18 @@ ROW_KEYS = (
 )
 
 
-def bench_config(config: Path, *, data_dir: Path, work_dir: Path, e5_path: Path, quick: bool) -> RunConfig:
-    """The recipe as shipped, pointed at the data, the e5 folder and the benchmark's own run folder."""
+def bench_config(
+    config: Path,
+    *,
+    data_dir: Path,
+    work_dir: Path,
+    e5_path: Path,
+    quick: bool,
+    caps: dict[str, int] | None = None,
+    overrides: list[str] | None = None,
+) -> RunConfig:
+    """The recipe as shipped, pointed at the data, the e5 folder and the benchmark's own run folder;
+    ``caps`` (``QUICK``'s keys, e.g. ``DEV_PILOT``) shrink it, ``overrides`` are ``--set``-style."""
     if not config.is_file():
         raise ConfigError(f"benchmark recipe not found: {config} (run from the project root or pass --config)")
     raw = yaml.safe_load(config.read_text(encoding="utf-8"))
@@ -63,15 +75,21 @@ def bench_config(config: Path, *, data_dir: Path, work_dir: Path, e5_path: Path,
     embed = raw.setdefault("embed", {})
     if "e5-small" in embed.get("references", {}):
         embed["references"]["e5-small"]["path"] = str(e5_path)
-    if quick:
+    caps = QUICK if quick and caps is None else caps
+    if caps:
         for par in raw["data"]["parallel"]:
-            par["max_pairs"] = min(par.get("max_pairs") or QUICK["max_pairs_per_file"], QUICK["max_pairs_per_file"])
-        embed["heldout_pairs"], embed["dev_pairs"] = QUICK["heldout_pairs"], QUICK["dev_pairs"]
-        raw["data"]["max_unlabelled"] = QUICK["max_unlabelled"]
-        if embed.get("probe"):
-            embed["probe"]["max_train"] = QUICK["probe_max_train"]
-            embed["probe"]["max_test"] = QUICK["probe_max_test"]
-        raw.setdefault("evaluate", {})["repeats"] = QUICK["repeats"]
+            par["max_pairs"] = min(par.get("max_pairs") or caps["max_pairs_per_file"], caps["max_pairs_per_file"])
+        embed["heldout_pairs"], embed["dev_pairs"] = caps["heldout_pairs"], caps["dev_pairs"]
+        raw["data"]["max_unlabelled"] = caps["max_unlabelled"]
+        if embed.get("probe") and "probe_max_train" in caps:
+            embed["probe"]["max_train"] = caps["probe_max_train"]
+            embed["probe"]["max_test"] = caps["probe_max_test"]
+        if "repeats" in caps:
+            raw.setdefault("evaluate", {})["repeats"] = caps["repeats"]
+        if "epochs" in caps:
+            raw.setdefault("train", {})["epochs"] = caps["epochs"]
+    for item in overrides or []:
+        apply_override(raw, item, config)
     return from_dict(RunConfig, raw, source=str(config))
 
 
@@ -161,6 +179,107 @@ def run_benchmark(
     }
     atomic_write_json(out, bench)
     return bench
+
+
+# The recipe's choices are made here, on the dev pairs carved from the training pairs (embed.dev_pairs),
+# never on FLORES: every candidate trains on the same capped copy of the training data (DEV_PILOT, so
+# that several fit the CPU budget) and is scored on its worst dev retrieval direction, then its dev MSE.
+DEV_PILOT = {"max_pairs_per_file": 600, "heldout_pairs": 0, "dev_pairs": 300, "max_unlabelled": 800, "epochs": 2}
+# (Weight 0, MSE alone, is the plain recipe the ranking term was added to fix; not re-tried, for time.)
+DEV_CANDIDATES = {
+    "ranking 0.003": ["embed.ranking_weight=0.003"],
+    "ranking 0.01": ["embed.ranking_weight=0.01"],
+    "ranking 0.03": ["embed.ranking_weight=0.03"],
+}
+
+
+def dev_score(metrics: dict[str, float]) -> tuple[float, float]:
+    """Higher is better: the worst direction's dev retrieval first, the dev MSE (negated) to break ties."""
+    return metrics["dev/min/retrieval"], -metrics["dev/mean/mse"]
+
+
+def run_dev_selection(
+    *,
+    config: Path,
+    data_dir: Path,
+    out: Path,
+    work_dir: Path,
+    e5_path: Path,
+    candidates: dict[str, list[str]] | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train each candidate recipe (``--set``-style overrides of ``config``) on the pilot data and
+    write every epoch's dev metrics and the one the dev data picks."""
+    candidates = candidates or DEV_CANDIDATES
+    if not (e5_path / "config.json").is_file():
+        echo(f"importing multilingual-e5-small into {e5_path}")
+        import_e5_small(e5_path, progress=progress)
+    start = time.perf_counter()
+    results: dict[str, Any] = {
+        "benchmark": "embed-dev",
+        "machine": machine_info(),
+        "protocol": {
+            "recipe": str(config),
+            "pilot_caps": DEV_PILOT,
+            "score": "worst direction of translation retrieval among the dev pairs (embed.dev_pairs per "
+            "language, carved from the training pairs), then dev MSE to the teacher; FLORES is never scored",
+        },
+        "candidates": [],
+    }
+    for i, (name, overrides) in enumerate(candidates.items()):
+        echo(f"[embed-dev] {i + 1}/{len(candidates)} {name}: {' '.join(overrides) or '(the recipe as shipped)'}")
+        cfg = bench_config(
+            config,
+            data_dir=data_dir,
+            work_dir=work_dir / f"candidate-{i}",
+            e5_path=e5_path,
+            quick=False,
+            caps=DEV_PILOT,
+            # One cache for all candidates: the teacher embeds the same English text once.
+            overrides=[*overrides, f"cache_dir={work_dir / 'cache'}"],
+        )
+        run_stage(cfg, "student", progress=progress, echo=echo)
+        log_path = logs_dir(student_dir(cfg)) / "metrics.jsonl"
+        epochs = [r for r in map(json.loads, log_path.read_text(encoding="utf-8").splitlines()) if r["type"] == "eval"]
+        best = max(epochs, key=dev_score)
+        results["candidates"].append(
+            {
+                "name": name,
+                "overrides": overrides,
+                "epochs": [{k: v for k, v in r.items() if k == "epoch" or k.startswith("dev/")} for r in epochs],
+                "best_epoch": best["epoch"],
+                "score": {"min_retrieval": best["dev/min/retrieval"], "mse": best["dev/mean/mse"]},
+            }
+        )
+        atomic_write_json(out, results)
+    chosen = max(results["candidates"], key=lambda c: (c["score"]["min_retrieval"], -c["score"]["mse"]))
+    results["chosen"] = {"name": chosen["name"], "overrides": chosen["overrides"], "epoch": chosen["best_epoch"]}
+    results["wall_seconds"] = time.perf_counter() - start
+    atomic_write_json(out, results)
+    return results
+
+
+def dev_markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "### Sentence embeddings: recipe choices on dev",
+        "",
+        f"Each candidate trains on the pilot caps {results['protocol']['pilot_caps']}; the score is the worst "
+        "direction of dev translation retrieval (pairs carved from the training data), then dev MSE. "
+        f"Wall time {results.get('wall_seconds', 0) / 60:.1f} min.",
+        "",
+        "| candidate | epoch | dev retrieval, worst direction | es | zh | dev MSE |",
+        "| --- | --: | --: | --: | --: | --: |",
+    ]
+    for c in results["candidates"]:
+        for e in c["epochs"]:
+            lines.append(
+                f"| {c['name']} | {e['epoch']:g} | {e['dev/min/retrieval']:.1f} | {e.get('dev/es/retrieval', 0):.1f} | "
+                f"{e.get('dev/zh/retrieval', 0):.1f} | {e['dev/mean/mse']:.3g} |"
+            )
+    if results.get("chosen"):
+        lines += ["", f"Chosen on dev: **{results['chosen']['name']}** (epoch {results['chosen']['epoch']:g})."]
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(bench: dict[str, Any]) -> str:

@@ -50,7 +50,9 @@ from .cache import TeacherCache
 from .fit import FitResult, fit
 
 log = logging.getLogger(__name__)
-SELECT_KEY = "mean/mse"  # dev MSE to the teacher over English and translations; lower is better
+# train.select_metric -> the dev metric that picks the saved epoch: the MSE to the teacher over English
+# and translations (lower is better), or the worst target language's translation retrieval.
+SELECT_KEYS = {"mse": "mean/mse", "retrieval": "min/retrieval"}
 
 
 def resolve_teacher(cfg: RunConfig, data: EmbedData) -> Path:
@@ -139,7 +141,8 @@ def build_embedding_student(
 
 class EmbeddingDevEvaluator:
     """Per-epoch dev metrics: MSE to the teacher (English side, each translation side, mean) and
-    translation retrieval among the dev pairs."""
+    translation retrieval among the dev pairs (per language, both directions averaged; and the worst
+    single direction, ``min/retrieval``)."""
 
     def __init__(
         self,
@@ -161,7 +164,7 @@ class EmbeddingDevEvaluator:
 
     def __call__(self, model: SentenceEncoder) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        source_mse = []
+        source_mse, directions = [], []
         for lang, (src_ids, tgt_ids) in self.ids.items():
             src, tgt = (
                 predict(model, ids, self.pad, batch_size=self.batch_size, outputs=("embedding",))["embedding"]
@@ -171,8 +174,11 @@ class EmbeddingDevEvaluator:
             source_mse.append(embedding_mse(src, self.targets[lang]))
             both = bidirectional_retrieval(src, tgt, self.source_lang, lang)
             metrics[f"{lang}/retrieval"] = float(np.mean(list(both.values())))
+            directions.extend(both.values())
         metrics[f"{self.source_lang}/mse"] = float(np.mean(source_mse))
-        metrics[SELECT_KEY] = float(np.mean([v for k, v in metrics.items() if k.endswith("/mse")]))
+        metrics["mean/mse"] = float(np.mean([v for k, v in metrics.items() if k.endswith("/mse")]))
+        # The worst direction (en->zh, zh->en, ...): the retrieval target holds in every direction.
+        metrics["min/retrieval"] = min(directions)
         return metrics
 
 
@@ -258,12 +264,13 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
             data.dev, dev_targets, s_tok, student, cfg.data.source_lang, cfg.embed.eval_batch_size
         )
     out_dir = student_dir(cfg)
+    select_key = SELECT_KEYS[cfg.train.select_metric]
     info = {
         "role": "student",
         "task": "embedding",
         "teacher": str(teacher_folder),
         "teacher_settings": teacher.settings(),
-        "selected_on": f"dev {SELECT_KEY}" if evaluator else "last epoch",
+        "selected_on": f"dev {select_key}" if evaluator else "last epoch",
         "losses": {"mse": 1.0, "ranking": weight, "ranking_scale": cfg.embed.ranking_scale},
         "data": data.summary,
         **{f"student_{k}": v for k, v in student_info.items()},
@@ -277,7 +284,7 @@ def distill_embedding(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         seed=cfg.train.seed or cfg.seed,
         run_dir=logs_dir(out_dir),
         evaluate_fn=(lambda: evaluator(student)) if evaluator else None,
-        select_key=SELECT_KEY if evaluator else None,
+        select_key=select_key if evaluator else None,
         save_fn=lambda: save_sentence_encoder(student, s_tok, out_dir, info),
         lengths=[len(it["src"]) + len(it["tgt"] or ()) for it in items],
         progress=progress,
