@@ -355,3 +355,32 @@ def test_bench_export_targets_use_the_worst_language_and_both_batch_sizes():
     assert not t["marc_int8_loss_worst_language"]["met"]
     assert t["marc_int8_speedup_b32"] == {"value": 2.5, "target": ">= 2x throughput", "met": True}
     assert t["marc_int8_speedup_b1"]["value"] == pytest.approx(1.5) and not t["marc_int8_speedup_b1"]["met"]
+
+
+def test_bench_export_rows_of_every_format_with_parity_and_one_timing_window(models, tmp_path):
+    from xdistill.bench.export import _format_rows
+
+    rows = _format_rows(
+        "enc",
+        models["encoder"],
+        tmp_path,
+        eval_config=None,
+        metric="retrieval",
+        score=lambda m: {"en-es": float(m.embed(["hola"]).shape[1])},
+        texts=TEXTS,
+        repeats=2,
+        echo=lambda _: None,
+        also_timed={"ref pytorch-fp32": load_model(models["encoder"])},
+    )
+    assert [(r["model"], r["format"]) for r in rows] == [
+        ("ref", "pytorch-fp32"),
+        ("enc", "pytorch-fp32"),
+        ("enc", "onnx-fp32"),
+        ("enc", "onnx-int8"),
+    ]
+    assert rows[0]["metric"] == "speed and size only" and rows[0]["value"] is None
+    assert (
+        rows[2]["export"]["parity"]["min_cosine"] >= 0.9999 and rows[2]["export"]["fused_operators"]["Attention"] >= 1
+    )
+    assert all(r["repeats"] == 2 and r["latency_ms_b1"] > 0 and r["throughput_b32"] > 0 for r in rows)
+    assert (tmp_path / "enc-onnx-int8" / "model.onnx").is_file()

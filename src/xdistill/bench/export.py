@@ -283,7 +283,7 @@ def run_benchmark(
         "rows": [],
     }
     results["rows"] += _classifier_rows(
-        data_dir, work_dir, marc_student, marc_teacher, quick=quick, repeats=repeats, out=out, echo=echo
+        data_dir, work_dir, marc_student, marc_teacher, quick=quick, repeats=repeats, echo=echo
     )
     atomic_write_json(out, results)
     if embed_student is not None:
@@ -307,38 +307,33 @@ def run_benchmark(
 EXPORTS = (("onnx-fp32", None), ("onnx-int8", "int8"))
 
 
-def _classifier_rows(
-    data_dir: Path,
-    work_dir: Path,
+def _format_rows(
+    name: str,
     student_dir: Path,
-    teacher_dir: Path,
+    work_dir: Path,
     *,
-    quick: bool,
+    eval_config: Path | None,
+    metric: str,
+    score: Callable[[LoadedModel], dict[str, float]],
+    texts: list[str],
     repeats: int,
-    out: Path,
     echo: Callable[[str], None],
+    also_timed: dict[str, LoadedModel] | None = None,
 ) -> list[dict[str, Any]]:
-    """The MARC teacher (speed and size) and the student as PyTorch fp32, ONNX fp32 and ONNX int8:
-    test accuracy per language, then all four timed in one window."""
-    cfg, eval_config = _marc_config(data_dir, work_dir, quick)
-    test = load_test(cfg)
-    models = {
-        "marc-teacher pytorch-fp32": load_model(teacher_dir),
-        "marc-student pytorch-fp32": load_model(student_dir),
-    }
+    """``name`` as PyTorch fp32, ONNX fp32 and ONNX int8: ``score`` per language (or direction), disk,
+    each export's parity and gate; then those three (and ``also_timed``, e.g. the teacher, whose rows
+    have speed and size only) timed in one interleaved window on ``texts``."""
+    models = {**(also_timed or {}), f"{name} pytorch-fp32": load_model(student_dir)}
     rows = {
-        "marc-teacher pytorch-fp32": base_row(
-            models["marc-teacher pytorch-fp32"], "marc-teacher", "pytorch-fp32", "speed and size only", {}
-        ),
+        key: base_row(m, key.rsplit(" ", 1)[0], "pytorch-fp32", "speed and size only", {}) for key, m in models.items()
     }
-    echo("[export] MARC student: pytorch-fp32")
-    student = models["marc-student pytorch-fp32"]
-    rows["marc-student pytorch-fp32"] = base_row(
-        student, "marc-student", "pytorch-fp32", "accuracy", classifier_accuracy(student, test)
+    echo(f"[export] {name}: pytorch-fp32")
+    rows[f"{name} pytorch-fp32"] = base_row(
+        models[f"{name} pytorch-fp32"], name, "pytorch-fp32", metric, score(models[f"{name} pytorch-fp32"])
     )
     for fmt, quantize in EXPORTS:
-        echo(f"[export] MARC student: {fmt}")
-        folder = work_dir / f"marc-student-{fmt}"
+        echo(f"[export] {name}: {fmt}")
+        folder = work_dir / f"{name}-{fmt}"
         res = export_model(
             student_dir,
             "onnx",
@@ -347,22 +342,48 @@ def _classifier_rows(
             eval_config=eval_config,
             max_drop=TARGETS["int8_max_loss_points"],
         )
-        models[f"marc-student {fmt}"] = exported = load_model(folder)
-        rows[f"marc-student {fmt}"] = {
-            **base_row(exported, "marc-student", fmt, "accuracy", classifier_accuracy(exported, test)),
+        models[f"{name} {fmt}"] = exported = load_model(folder)
+        rows[f"{name} {fmt}"] = {
+            **base_row(exported, name, fmt, metric, score(exported)),
             "export": {"parity": res.parity, "gate": res.gate, "fused_operators": exported.info.get("fused_operators")},
         }
-    echo("[export] timing the MARC teacher and the student's formats, interleaved")
-    texts = mixed_sample({lang: [e.text for e in examples] for lang, examples in test.items()})
-    timed_rows(rows, {name: encoder_runner(model, texts) for name, model in models.items()}, repeats)
+    echo(f"[export] timing {', '.join(models)}: interleaved")
+    timed_rows(rows, {key: encoder_runner(m, texts) for key, m in models.items()}, repeats)
     return list(rows.values())
+
+
+def _classifier_rows(
+    data_dir: Path,
+    work_dir: Path,
+    student_dir: Path,
+    teacher_dir: Path,
+    *,
+    quick: bool,
+    repeats: int,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """The MARC student's formats (test accuracy per language), timed with its teacher."""
+    cfg, eval_config = _marc_config(data_dir, work_dir, quick)
+    test = load_test(cfg)
+    return _format_rows(
+        "marc-student",
+        student_dir,
+        work_dir,
+        eval_config=eval_config,
+        metric="accuracy",
+        score=lambda model: classifier_accuracy(model, test),
+        texts=mixed_sample({lang: [e.text for e in examples] for lang, examples in test.items()}),
+        repeats=repeats,
+        echo=echo,
+        also_timed={"marc-teacher pytorch-fp32": load_model(teacher_dir)},
+    )
 
 
 def _encoder_rows(
     data_dir: Path, work_dir: Path, student_dir: Path, recipe: Path, *, repeats: int, echo: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """The embedding student as PyTorch fp32, ONNX fp32 and ONNX int8: FLORES retrieval per direction
-    (the gate: retrieval on the recipe's eval sets), then the three timed in one window."""
+    """The embedding student's formats: FLORES retrieval per direction (the gate: retrieval on the
+    recipe's eval sets), timed on FLORES sentences of every language."""
     from .embed import bench_config
 
     cfg = bench_config(
@@ -372,39 +393,19 @@ def _encoder_rows(
     atomic_write_text(eval_config, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
     sets = load_retrieval_sets(cfg)
     source = cfg.data.source_lang
-    student = load_model(student_dir)
-    models = {"embed-student pytorch-fp32": student}
-    echo("[export] embedding student: pytorch-fp32")
-    rows = {
-        "embed-student pytorch-fp32": base_row(
-            student, "embed-student", "pytorch-fp32", "retrieval", encoder_retrieval(student, sets, source)
-        )
-    }
-    for fmt, quantize in EXPORTS:
-        echo(f"[export] embedding student: {fmt}")
-        folder = work_dir / f"embed-student-{fmt}"
-        res = export_model(
-            student_dir,
-            "onnx",
-            folder,
-            quantize=quantize,
-            eval_config=eval_config,
-            max_drop=TARGETS["int8_max_loss_points"],
-        )
-        models[f"embed-student {fmt}"] = exported = load_model(folder)
-        rows[f"embed-student {fmt}"] = {
-            **base_row(exported, "embed-student", fmt, "retrieval", encoder_retrieval(exported, sets, source)),
-            "export": {"parity": res.parity, "gate": res.gate, "fused_operators": exported.info.get("fused_operators")},
-        }
-    echo("[export] timing the embedding student's formats, interleaved")
-    texts = mixed_sample(
-        {
-            source: [p.source for p in next(iter(sets.values()))],
-            **{lang: [p.target for p in pairs] for lang, pairs in sets.items()},
-        }
+    by_lang = {source: [p.source for p in next(iter(sets.values()))]}
+    by_lang.update({lang: [p.target for p in pairs] for lang, pairs in sets.items()})
+    return _format_rows(
+        "embed-student",
+        student_dir,
+        work_dir,
+        eval_config=eval_config,
+        metric="retrieval",
+        score=lambda model: encoder_retrieval(model, sets, source),
+        texts=mixed_sample(by_lang),
+        repeats=repeats,
+        echo=echo,
     )
-    timed_rows(rows, {name: encoder_runner(model, texts) for name, model in models.items()}, repeats)
-    return list(rows.values())
 
 
 def _measure_mt(
