@@ -44,6 +44,8 @@ def test_targets_follow_the_issue():
     assert t["en-zh flores: seq-KD BLEU - reference-trained BLEU >= 1"]["met"] is True
     assert t["en-zh: student sentences/s >= 5x teacher (PyTorch, batch 32)"] == {"value": 6.0, "met": True}
     assert t["en-es flores: seq-KD chrF > reference-trained chrF"] == {"value": -1.0, "met": False}
+    # Apertium's share is 75% (a rule-based teacher), the trained en-zh teacher's 95%.
+    assert t["en-es student-seqkd flores: chrF >= 75% of teacher"] == {"value": 90.9, "met": True}
     table = markdown_table(
         {
             "machine": {"cpu": "x", "torch": "y"},
@@ -69,16 +71,42 @@ def test_every_recipe_variant_is_a_valid_config(tmp_path, pair, quick):
     seqkd = pair_config(pair, "student-seqkd", data_dir=tmp_path, work_dir=tmp_path / "w", quick=quick)
     assert ref.distill.use_teacher is False and seqkd.distill.use_teacher is True
     assert ref.mt.student == seqkd.mt.student and ref.mt.decoding == seqkd.mt.decoding
-    if not quick and seqkd.mt.use_references:
-        # Teacher translations + references (2x the pairs) for 1 epoch = references for 2: the same steps.
-        assert ref.train.epochs == 2 * seqkd.train.epochs
-    elif not quick:
-        assert ref.train.epochs == seqkd.train.epochs
+    # The equal budget: every row of a pair trains the same steps, with dev points for the learning curve.
+    rows = [pair_config(pair, v, data_dir=tmp_path, work_dir=tmp_path / "w", quick=quick) for v in VARIANTS[pair]]
+    assert len({c.train.max_steps for c in rows}) == 1 and all(c.train.eval_every for c in rows)
+    # ... on the same sources: only the labelled +mono row reads monolingual text.
+    for variant, cfg in zip(VARIANTS[pair], rows):
+        assert bool(cfg.mt.monolingual) == variant.endswith("+mono"), variant
+    assert not any(p.path.startswith("tatoeba_mt_test/eng-spa") for c in rows for p in c.data.parallel)
+
+
+def test_equal_budgets_and_learning_curves(tmp_path):
+    from xdistill.bench.mt import check_equal_budgets, plot_learning_curves
+
+    same = {"count": 10, "sha256": "abc"}
+    rows = [
+        {**_row("en-es", "student-ref", "flores", 1, 2), "train_steps": 100, "train_sources": same},
+        {**_row("en-es", "student-seqkd", "flores", 1, 2), "train_steps": 100, "train_sources": same},
+        {**_row("en-es", "student-seqkd+mono", "flores", 1, 2), "train_steps": 100, "train_sources": {"count": 20}},
+        {**_row("en-zh", "student-ref", "flores", 1, 2), "train_steps": 100, "train_sources": same},
+        {**_row("en-zh", "student-seqkd", "flores", 1, 2), "train_steps": 128, "train_sources": same},
+    ]
+    budgets = check_equal_budgets(rows)
+    assert budgets["en-es"]["equal"] is True and "student-seqkd+mono" not in budgets["en-es"]["steps"]
+    assert budgets["en-zh"]["equal"] is False and budgets["en-zh"]["steps"] == {
+        "student-ref": 100,
+        "student-seqkd": 128,
+    }
+    curves = {
+        "en-es": {"student-ref": [{"step": 10, "minutes": 0.5, "chrf": 3.0}, {"step": 20, "minutes": 1.0, "chrf": 5.0}]}
+    }
+    png = plot_learning_curves(curves, tmp_path / "mt.curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_mt_rejects_an_unknown_skip(monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "bench", "mt", "--pair", "en-zh", "--skip", "student-nope")
-    assert code != 0 and "'student-nope' is not one of 'student-seqkd', 'student-ref', 'student-seqkd-wordkd'" in err
+    assert code != 0 and "'student-nope' is not one of 'student-ref', 'student-seqkd', 'student-seqkd+mono'" in err
     code, _, err = run_cli(monkeypatch, capsys, "bench", "mt", "--pair", "en-es", "--skip", "student-seqkd-wordkd")
     assert code != 0 and "--skip ['student-seqkd-wordkd']: not a row of --pair en-es; its rows are student-ref" in err
 
@@ -171,3 +199,29 @@ def test_rows_carry_the_training_steps_from_the_stage_marker(tmp_path):
     marker.parent.mkdir(parents=True)
     marker.write_text(json.dumps({"hash": "x", "steps": 856, "seconds": 2400.5, "best_dev": 20.1}))
     assert training_cost(cfg, "student") == {"train_steps": 856, "train_seconds": 2400.5}
+
+
+def test_training_throughput_and_learning_curve_come_from_the_students_log(tmp_path):
+    from xdistill.bench.mt import learning_curve, machine_peak_gflops, training_throughput
+    from xdistill.layout import logs_dir, student_dir
+
+    cfg = pair_config("en-zh", "student-seqkd", data_dir=tmp_path, work_dir=tmp_path / "w", quick=True)
+    log = logs_dir(student_dir(cfg)) / "metrics.jsonl"
+    log.parent.mkdir(parents=True)
+    records = [
+        {"type": "train", "step": 10, "source_tokens": 300.0, "target_tokens": 200.0},
+        {"type": "eval", "step": 10, "train_seconds": 30.0, "dev/chrf": 4.0},
+        {"type": "train", "step": 20, "source_tokens": 500.0, "target_tokens": 400.0},
+        {"type": "eval", "step": 20, "train_seconds": 60.0, "dev/chrf": 6.5},
+    ]
+    log.write_text("\n".join(json.dumps(r) for r in records))
+    assert learning_curve(cfg) == [
+        {"step": 10, "minutes": 0.5, "chrf": 4.0},
+        {"step": 20, "minutes": 1.0, "chrf": 6.5},
+    ]
+    got = training_throughput(cfg, params=1_000_000)
+    # 300 target tokens a step on average, 20 steps in 60 s; 700 tokens in all a step.
+    assert got["train_target_tokens_per_s"] == pytest.approx(100.0)
+    assert got["train_gflops_estimate"] == pytest.approx(6 * 1e6 * 700 * 20 / 60 / 1e9)
+    peak = machine_peak_gflops()
+    assert peak["threads"] == 2 and peak["flop_per_cycle_per_core"] in (8, 32, 64)

@@ -427,3 +427,22 @@ def test_dev_selection_picks_the_best_worst_direction_then_the_lower_mse(tmp_pat
     assert [c["best_epoch"] for c in results["candidates"]] == [2, 1, 1]
     assert json.loads((tmp_path / "embed-dev.json").read_text())["chosen"]["name"] == "b"
     assert "Chosen on dev: **b**" in bench_embed.dev_markdown(results)
+
+
+def test_eval_every_adds_dev_points_within_an_epoch_with_their_training_seconds(embed_raw):
+    from xdistill.api import distill
+
+    embed_raw["train"].update(epochs=1, eval_every=2)
+    embed_raw["embed"]["probe"] = None
+    result = distill(_config(embed_raw), progress=False, echo=lambda _: None)
+    evals = [
+        r
+        for r in map(
+            json.loads, (Path(embed_raw["run_dir"]) / "student-logs" / "metrics.jsonl").read_text().splitlines()
+        )
+        if r["type"] == "eval"
+    ]
+    # Every 2nd step within the epoch, then the epoch end (not twice when they coincide).
+    assert [r["step"] for r in evals] == [*range(2, result.steps, 2), result.steps]
+    seconds = [r["train_seconds"] for r in evals]
+    assert seconds == sorted(seconds) and seconds[0] > 0 and seconds[-1] <= result.seconds

@@ -384,3 +384,23 @@ def test_bench_export_rows_of_every_format_with_parity_and_one_timing_window(mod
     )
     assert all(r["repeats"] == 2 and r["latency_ms_b1"] > 0 and r["throughput_b32"] > 0 for r in rows)
     assert (tmp_path / "enc-onnx-int8" / "model.onnx").is_file()
+
+
+def test_bench_mt_times_teacher_and_student_in_every_engine_in_one_window(models, tmp_path):
+    from xdistill.bench.mt import engine_speeds, engine_targets
+
+    got = engine_speeds(
+        {"teacher": models["translator"], "student": models["translator"]},
+        tmp_path,
+        ["a good phone", "bad battery life", "it works"],
+        repeats=2,
+        echo=lambda _: None,
+    )
+    engines = ("pytorch", "ct2-fp32", "ct2-int8")
+    assert set(got["sentences_per_s"]) == {
+        f"{m} {e} beam{b}" for m in ("teacher", "student") for e in engines for b in (1, 4)
+    }
+    assert set(got["speedup"]) == {f"{e} beam{b}" for e in engines for b in (1, 4)} and not got["not_exported"]
+    targets = engine_targets({"en-zh": got})
+    # The same model as teacher and student: about 1x, far from 5x, in every engine.
+    assert len(targets) == 3 and not any(t["met"] for t in targets.values())

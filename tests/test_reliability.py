@@ -69,7 +69,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     for x, y in zip(ra, rb):
         assert x.keys() == y.keys()
         for key in x:
-            if isinstance(x[key], float):
+            if key == "train_seconds":  # timing: carried across the resume, never equal
+                assert y[key] > 0
+            elif isinstance(x[key], float):
                 assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7), key
             else:
                 assert x[key] == y[key], key

@@ -348,6 +348,38 @@ def test_warm_started_encoder_reproduces_the_bert_encoder(tmp_path, mt_data):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("model.decoder.", "final_logits")) for n in trainable)
     assert torch.equal(model.model.decoder.layers[0].fc1.weight, bert.encoder.layer[0].intermediate.dense.weight)
+    # The decoder starts from the encoder's positions, not random ones.
+    # (BART's first 2 position rows are an offset no token uses.)
+    dec, enc = model.model.decoder.embed_positions.weight, model.model.encoder.embed_positions.weight
+    assert torch.equal(dec[2:], enc[2:])
+    assert model.lm_head.weight is model.model.shared.weight  # tied: the output layer is frozen with the embeddings
+
+
+def test_a_frozen_encoder_teacher_can_train_its_output_layer(tmp_path, mt_data):
+    from transformers import BartForConditionalGeneration
+
+    from xdistill.config import Seq2SeqArchConfig
+    from xdistill.errors import ConfigError
+    from xdistill.models.tiny import create_random_encoder
+    from xdistill.models.warm_start import build_warm_started
+
+    corpus = mt_data["test"] + [fake_translate(s) for s in mt_data["test"]]
+    bert_dir = create_random_encoder(tmp_path / "bert", corpus)
+    arch = Seq2SeqArchConfig(
+        init_encoder=str(bert_dir), decoder_layer_ids=[0], freeze_encoder=True, train_output_layer=True
+    )
+    model, _ = build_warm_started(arch, corpus, 32, vocab_size=1000)
+    assert model.lm_head.weight is not model.model.shared.weight
+    assert model.lm_head.weight.requires_grad and not model.model.shared.weight.requires_grad
+    assert torch.equal(model.lm_head.weight, model.model.shared.weight)  # it starts as the embeddings
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)
+    model.save_pretrained(tmp_path / "saved")
+    loaded = BartForConditionalGeneration.from_pretrained(tmp_path / "saved")
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+    assert not torch.equal(loaded.lm_head.weight, loaded.model.shared.weight)  # still untied after loading
+    with pytest.raises(ConfigError, match=r"train_output_layer is for a frozen encoder"):
+        Seq2SeqArchConfig(init_encoder=str(bert_dir), train_output_layer=True)
 
 
 @pytest.mark.slow

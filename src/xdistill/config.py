@@ -182,6 +182,9 @@ class TrainConfig:
     # RUN_DIR/student-selected-on-LANG/.
     also_select_langs: list[str] = field(default_factory=list)
     log_every: int = 10  # optimizer steps between loss records in metrics.jsonl
+    # Optimizer steps between extra dev evaluations within an epoch (each may save the best model, as
+    # at epoch ends; each record carries train_seconds: a learning curve); None: at epoch ends only.
+    eval_every: int | None = None
     group_by_length: bool = True  # batches of similar-length examples (much less padding); False: plain shuffle
     seed: int | None = None  # the training loop's seed (batch order, dropout); None: the top-level seed
     # Resume: a checkpoint (model, optimizer, scheduler, RNG states, data position) is written at
@@ -201,6 +204,10 @@ class TrainConfig:
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _check(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.max_steps is None or self.max_steps > 0, f"train.max_steps must be > 0, got {self.max_steps}")
+        _check(
+            self.eval_every is None or self.eval_every > 0,
+            f"train.eval_every must be > 0 or null, got {self.eval_every}",
+        )
         _check(
             self.select_metric in ("accuracy", "macro_f1", "mae", "agreement", "chrf", "bleu", "mse", "retrieval"),
             f"train.select_metric must be accuracy, macro_f1, mae, agreement (classification), chrf, bleu "
@@ -519,12 +526,20 @@ class Seq2SeqArchConfig:
     encoder_layer_ids: list[int] = field(default_factory=list)  # 0-based init_encoder layers to copy; []: all
     decoder_layer_ids: list[int] = field(default_factory=list)  # init_encoder layers that start the decoder; []: random
     freeze_encoder: bool = False  # train the decoder only (encoder and shared embeddings stay as loaded)
+    # With freeze_encoder: the output layer becomes its own copy of the embeddings and is trained too
+    # (else it stays tied to the frozen embeddings).
+    train_output_layer: bool = False
 
     def __post_init__(self) -> None:
         _check(
             bool(self.init_encoder) or not (self.encoder_layer_ids or self.decoder_layer_ids or self.freeze_encoder),
             "mt encoder_layer_ids / decoder_layer_ids / freeze_encoder need init_encoder (a pretrained encoder "
             "folder such as models/e5-small)",
+        )
+        _check(
+            self.freeze_encoder or not self.train_output_layer,
+            "mt train_output_layer is for a frozen encoder (freeze_encoder: true); without it the output "
+            "layer, tied to the embeddings, is trained already",
         )
         for key in ("encoder_layers", "decoder_layers", "d_model", "ffn_size", "heads", "max_positions"):
             _check(getattr(self, key) > 0, f"mt model sizes must be > 0: {key} is {getattr(self, key)}")

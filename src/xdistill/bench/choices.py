@@ -31,6 +31,8 @@ class Pair(str, Enum):
 
 
 class MtRow(str, Enum):
-    seqkd = "student-seqkd"
     ref = "student-ref"
+    seqkd = "student-seqkd"
+    seqkd_mono = "student-seqkd+mono"
     seqkd_wordkd = "student-seqkd-wordkd"
+    onpolicy = "student-onpolicy"

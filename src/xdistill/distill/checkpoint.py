@@ -144,6 +144,7 @@ class CheckpointDir:
                     "best_score": result.best_score,
                     "best_epoch": result.best_epoch,
                     "also_best": result.also_best,
+                    "train_seconds": result.train_seconds,
                     "running": running,
                     "running_n": running_n,
                     "metrics_lines": metrics_lines,

@@ -47,6 +47,9 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     also_best: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Seconds spent in training steps (dev evaluations left out; carried across a resume): the
+    # x axis of a learning curve, so methods compare at equal training time.
+    train_seconds: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -190,6 +193,7 @@ def fit(
             checkpoints.restore(state, model, extra_modules, optimizer, scheduler, sampler)
             result.best_score, result.best_epoch = state["best_score"], state["best_epoch"]
             result.also_best = state["also_best"]
+            result.train_seconds = state.get("train_seconds", 0.0)
             running, running_n = state["running"], state["running_n"]
             result.history = _truncate_metrics(metrics_path, state["metrics_lines"]) if main else []
             log.info(
@@ -227,7 +231,7 @@ def fit(
             )
         accelerator.wait_for_everyone()
 
-    def end_of_epoch(epoch_value: float) -> None:
+    def evaluate_and_select(epoch_value: float) -> None:
         if evaluate_fn is None:
             return
         if main:
@@ -239,6 +243,7 @@ def fit(
                 "type": "eval",
                 "step": step,
                 "epoch": round(epoch_value, 3),
+                "train_seconds": round(result.train_seconds, 3),
                 **{f"dev/{k}": v for k, v in metrics.items()},
             }
             score = metrics.get(select_key) if select_key else None
@@ -268,6 +273,7 @@ def fit(
         sampler.start_epoch(epoch, skip=skip_batches)
         batch_in_epoch = skip_batches
         skip_batches = 0
+        step_start = time.perf_counter()
         for batch in loader:
             parts = step_fn(batch, wrapped)
             loss = parts["loss"]
@@ -283,6 +289,8 @@ def fit(
             scheduler.step()
             step += 1
             batch_in_epoch += 1
+            now = time.perf_counter()
+            result.train_seconds += now - step_start
             for name, value in parts.items():
                 running[name] = running.get(name, 0.0) + float(value.detach())
             running_n += 1
@@ -306,10 +314,13 @@ def fit(
                 running, running_n = {}, 0
             if step >= total_steps:
                 break
+            if cfg.eval_every and step % cfg.eval_every == 0 and batch_in_epoch < steps_per_epoch:
+                evaluate_and_select(step / steps_per_epoch)  # a point of the learning curve within the epoch
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
                 save_checkpoint(batch_in_epoch)
+            step_start = time.perf_counter()  # the loader's next batch counts; logging and evaluation do not
         epoch += 1
-        end_of_epoch(min(step / steps_per_epoch, epoch))
+        evaluate_and_select(min(step / steps_per_epoch, epoch))
         if step < total_steps:
             save_checkpoint(0)
     bar.close()

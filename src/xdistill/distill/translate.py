@@ -14,6 +14,7 @@ reference pairs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from pathlib import Path
@@ -120,6 +121,13 @@ def train_seq2seq(
     draw = random.Random(f"on-policy-{train_cfg.seed if train_cfg.seed is not None else cfg.seed}")
 
     def step(batch: dict[str, torch.Tensor], trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        # Tokens through the model this step (logged as averages): the training throughput.
+        sizes = {"source_tokens": batch["attention_mask"].sum().float()}
+        parts = _step(batch, trained)
+        labels = parts.pop("labels")
+        return {**parts, **sizes, "target_tokens": (labels != -100).sum().float()}
+
+    def _step(batch: dict[str, torch.Tensor], trained: torch.nn.Module) -> dict[str, torch.Tensor]:
         if on_policy is not None and mt.on_policy_ratio > 0 and draw.random() < mt.on_policy_ratio:
             labels = sample_translations(model, tokenizer, batch, mt.max_length, mt.on_policy_temperature)
             student_logits = trained(
@@ -129,7 +137,11 @@ def train_seq2seq(
                 teacher_logits = teacher.model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
                 ).logits
-            return {**on_policy(student_logits, teacher_logits, labels), "on_policy": torch.tensor(1.0)}
+            return {
+                **on_policy(student_logits, teacher_logits, labels),
+                "on_policy": torch.tensor(1.0),
+                "labels": labels,
+            }
         out = trained(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
         teacher_logits = None
         if teacher is not None and loss_fn.weight > 0:
@@ -137,7 +149,11 @@ def train_seq2seq(
                 teacher_logits = teacher.model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
                 ).logits
-        return {**loss_fn(out.logits, batch["labels"], teacher_logits), "on_policy": torch.tensor(0.0)}
+        return {
+            **loss_fn(out.logits, batch["labels"], teacher_logits),
+            "on_policy": torch.tensor(0.0),
+            "labels": batch["labels"],
+        }
 
     translator = Seq2SeqTranslator(
         out_dir, model=model, tokenizer=tokenizer, max_length=mt.max_length, decoding=mt.decoding
@@ -272,6 +288,7 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
             }
     if not pairs:
         raise XdistillError("mt.seqkd and mt.use_references are both off: the student has no training pairs")
+    made["sources"] = source_fingerprint(pairs)
     # Word-level KD compares distributions id by id: the student takes the teacher's vocabulary.
     model, tokenizer = build_translation_model(
         mt.student, pairs, cfg, progress=progress, tokenizer=word_teacher.tokenizer if word_teacher else None
@@ -297,6 +314,15 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         progress=progress,
         desc="student",
     )
+
+
+def source_fingerprint(pairs: list[ParallelPair]) -> dict[str, Any]:
+    """How many distinct source sentences the student trains on, and a hash of them: two students
+    compared at an equal budget must show the same one (the targets may differ: references,
+    teacher translations, or both)."""
+    sources = sorted({p.source for p in pairs})
+    digest = hashlib.sha256("\n".join(sources).encode("utf-8")).hexdigest()[:16]
+    return {"count": len(sources), "sha256": digest}
 
 
 def build_translation_model(

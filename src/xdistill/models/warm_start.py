@@ -27,6 +27,7 @@ import logging
 from typing import Iterable
 
 import torch
+from torch import nn
 
 from ..config import Seq2SeqArchConfig
 from ..errors import ModelError
@@ -129,7 +130,8 @@ def build_warm_started(
         eos_token_id=eos,
         decoder_start_token_id=eos,
         forced_eos_token_id=eos,
-        tie_word_embeddings=True,
+        # A frozen encoder with a trained output layer needs its own copy of the embedding matrix.
+        tie_word_embeddings=not (arch.freeze_encoder and arch.train_output_layer),
         # Post-LayerNorm, as BERT; CTranslate2's BART converter reads this attribute, which newer
         # transformers no longer set.
         normalize_before=False,
@@ -142,6 +144,11 @@ def build_warm_started(
         for p in model.model.encoder.parameters():
             p.requires_grad = False
         model.model.shared.weight.requires_grad = False
+        if arch.train_output_layer:
+            # The output layer (untied above) starts as the embeddings and trains: a frozen one caps
+            # the teacher at what the encoder's word vectors can score.
+            with torch.no_grad():
+                model.lm_head.weight = nn.Parameter(model.model.shared.weight.detach().clone())
     configure_generation(model, tokenizer, max_length)
     return model, tokenizer
 
@@ -156,6 +163,12 @@ def _copy_weights(bert_model, bart, kept: list[int], enc_layers: list[int], dec_
         emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
     )
     _copy_ln(emb.LayerNorm, bart.model.encoder.layernorm_embedding)
+    # The decoder reads the same embeddings: it starts from BERT's positions and embedding LayerNorm
+    # too (random positions would make it learn word order from nothing).
+    bart.model.decoder.embed_positions.weight[BART_POSITION_OFFSET : BART_POSITION_OFFSET + n].copy_(
+        emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
+    )
+    _copy_ln(emb.LayerNorm, bart.model.decoder.layernorm_embedding)
     bart.final_logits_bias.zero_()
     for dst, src in zip(bart.model.encoder.layers, enc_layers):
         _copy_layer(bert_model.encoder.layer[src], dst)
