@@ -93,3 +93,23 @@ def test_layer_out_of_range_is_a_clear_error(teacher):
 def test_default_layer_map():
     assert default_layer_map(2, [0, 11], 12) == [(0, 0), (1, 1), (2, 12)]
     assert default_layer_map(3, None, 12) == [(0, 0), (1, 4), (2, 8), (3, 12)]
+
+
+def test_a_student_with_frozen_embeddings_keeps_the_teachers_word_vectors(tiny_raw):
+    from xdistill.api import distill, train_teacher
+    from xdistill.config import RunConfig, from_dict
+
+    tiny_raw["student"]["freeze_embeddings"] = True
+    cfg = from_dict(RunConfig, tiny_raw, source="test")
+    train_teacher(cfg, progress=False, echo=lambda _: None)
+    distill(cfg, progress=False, echo=lambda _: None)
+    run = cfg.run_dir
+    teacher, t_tok = AutoModel.from_pretrained(f"{run}/teacher"), AutoTokenizer.from_pretrained(f"{run}/teacher")
+    student, s_tok = AutoModel.from_pretrained(f"{run}/student"), AutoTokenizer.from_pretrained(f"{run}/student")
+    t_vocab = t_tok.get_vocab()
+    pieces = sorted(s_tok.get_vocab().items(), key=lambda kv: kv[1])
+    t_rows = teacher.get_input_embeddings().weight[torch.tensor([t_vocab[p] for p, _ in pieces])]
+    s_rows = student.get_input_embeddings().weight[torch.tensor([i for _, i in pieces])]
+    assert torch.equal(t_rows, s_rows)  # trimmed, but not trained
+    # ... while the layers above did train.
+    assert not torch.equal(teacher.encoder.layer[0].output.dense.weight, student.encoder.layer[0].output.dense.weight)

@@ -280,6 +280,9 @@ class StudentConfig:
     # With trim_vocab: also keep the N pieces the tokenizer ranks most frequent (Unigram scores), so
     # text unlike the training text (another domain, words it lacks) still finds its pieces; 0: none.
     vocab_keep_top: int = 0
+    # Classification students: keep the copied word embeddings fixed (the teacher's multilingual
+    # vectors) instead of training them on the few texts distillation sees.
+    freeze_embeddings: bool = False
     max_length: int | None = None  # tokens per student input; None: teacher.max_length
 
     def __post_init__(self) -> None:

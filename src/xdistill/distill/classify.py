@@ -285,6 +285,11 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         sep_token_id=s_tok.sep_token_id,
     )
     encoder = student.encoder
+    if cfg.student.freeze_embeddings:
+        # As for the teacher: gradients from English labels and a few target texts would move only the
+        # pieces those texts contain, pulling them out of the shared multilingual space.
+        for p in encoder.get_input_embeddings().parameters():
+            p.requires_grad = False
 
     cache = TeacherCache(cfg.cache_dir)
     t_fingerprint = fingerprint_folder(teacher_dir(cfg))
