@@ -404,3 +404,13 @@ def test_bench_mt_times_teacher_and_student_in_every_engine_in_one_window(models
     targets = engine_targets({"en-zh": got})
     # The same model as teacher and student: about 1x, far from 5x, in every engine.
     assert len(targets) == 3 and not any(t["met"] for t in targets.values())
+
+
+def test_onnx_sessions_do_not_spin_and_timing_windows_keep_large_buffers(models, tmp_path):
+    from xdistill.evaluate.size_speed import steady_allocator
+
+    export_model(models["classifier"], "onnx", tmp_path / "onnx")
+    session = load_model(tmp_path / "onnx").backend.session
+    # Spinning threads would hold the cores after each call and slow the next model in the window.
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert steady_allocator() is (sys.platform == "linux")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -90,6 +91,26 @@ def _median_seconds(run_batch: Callable[[int], None], bs: int, warmup: int, repe
     return statistics.median(times)
 
 
+def steady_allocator() -> bool:
+    """Keep large freed buffers in the heap (glibc): by default a buffer over the mmap threshold (a
+    batch of 32 activations is ~25 MB) goes back to the OS when freed and is page-faulted in again on
+    the next call, and another runtime's frees in the same window reset glibc's adaptive threshold,
+    so a PyTorch model's batch-32 time varied 2x with what ran before it. A long-running server
+    reaches this steady state by itself. Returns whether the setting took (glibc only)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold, limit = -1, -3, 32 * 1024 * 1024  # glibc's largest mmap threshold
+    return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, 4 * limit))
+
+
 def measure_speeds(
     runners: Mapping[str, Callable[[int], None]],
     *,
@@ -101,12 +122,15 @@ def measure_speeds(
     """Time several models in one window, interleaved: every repeat runs one timed call of each model
     in turn (A, B, A, B, ...; the order rotates each repeat), so a burst of machine noise or a
     frequency change hits all of them alike and their ratio stays meaningful on a shared machine.
+    Large buffers stay in the heap meanwhile (``steady_allocator``), so a model's time does not
+    depend on which runtime freed memory before it.
 
     Returns, per model name, what ``measure_speed`` returns plus ``samples_ms_b{bs}`` (every timed
     call) and ``iqr_ms_b{bs}`` (the spread between the 25th and 75th percentile).
     """
     if repeats < 1 or warmup < 0 or threads < 1:
         raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
+    steady_allocator()
     names = list(runners)
     batch_sizes = list(batch_sizes)
     samples = {name: {bs: [] for bs in batch_sizes} for name in names}

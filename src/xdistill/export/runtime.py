@@ -139,6 +139,10 @@ class OnnxModule:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # onnxruntime's threads spin after each call by default, holding the cores: whatever runs next
+        # (a PyTorch model, the server's tokenizer) then runs slower, and timings of the two interleaved
+        # would be skewed.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
