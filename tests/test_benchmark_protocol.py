@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 from xdistill.config import load_config
 from xdistill.data.hygiene import first_per_label
 from xdistill.data.splits import load_dev, load_test
+from xdistill.errors import ConfigError
 from xdistill.evaluate.run_eval import classifier_speeds, code_version, speed_sample
 from xdistill.evaluate.size_speed import measure_speeds, speedups
 from xdistill.layout import student_dir, teacher_dir
@@ -116,3 +117,31 @@ def test_a_run_times_teacher_and_student_in_one_window_and_the_ratio_follows(tmp
     speeds = classifier_speeds(cfg, {"teacher": teacher_dir(cfg), "student": student_dir(cfg)}, load_test(cfg))
     ratio = speedups(speeds, "teacher")["student"]
     assert ratio["speedup_b32"] == speeds["teacher"]["latency_ms_b32"] / speeds["student"]["latency_ms_b32"]
+
+
+def test_teacher_kl_is_zero_for_the_teacher_and_grows_as_the_student_departs():
+    from xdistill.distill.classify import teacher_kl
+
+    teacher = [[2.0, -1.0], [0.0, 3.0]]
+    assert teacher_kl(teacher, teacher) == pytest.approx(0.0, abs=1e-12)
+    near, far = teacher_kl(teacher, [[1.5, -1.0], [0.0, 2.5]]), teacher_kl(teacher, [[-2.0, 1.0], [3.0, 0.0]])
+    assert 0 < near < far
+
+
+def test_students_can_select_on_the_dev_kl_to_the_teacher(tmp_path, tiny_raw):
+    raw = {**tiny_raw, "train": {**tiny_raw["train"], "select_metric": "teacher_kl"}}
+    cfg = load_config(write_config(tmp_path / "kl.yaml", raw))
+    run_all(cfg, echo=lambda _: None, progress=False)
+    records = [
+        json.loads(line)
+        for line in (Path(cfg.run_dir) / "student-logs" / "metrics.jsonl").read_text().splitlines()
+        if '"eval"' in line
+    ]
+    kls = [r["dev/en/teacher_kl"] for r in records]
+    assert all(k >= 0 for k in kls) and "dev/targets/teacher_kl" in records[0]
+    assert _student_record(Path(cfg.run_dir))["best_dev"] == pytest.approx(min(kls))
+    teacher_kl_raw = {**tiny_raw, "teacher": {**tiny_raw["teacher"], "train": {"select_metric": "teacher_kl"}}}
+    with pytest.raises(
+        ConfigError, match=r"teacher.train.select_metric must be one of accuracy, macro_f1, got 'teacher_kl'"
+    ):
+        load_config(write_config(tmp_path / "bad.yaml", teacher_kl_raw))

@@ -217,3 +217,19 @@ def test_write_report(tmp_path):
     assert "91.5" in report and "0.25×" in report
     assert not list((tmp_path / "out").glob("*.tmp"))  # atomic writes left no temp files
     assert plt.get_fignums() == []  # no figures left open
+
+
+def test_same_pieces_counts_texts_cut_as_the_teacher_cuts_them():
+    from xdistill.evaluate.run_eval import add_same_pieces
+
+    teacher = {"en": [("▁tried", "."), ("▁good",)], "es": [("▁hola",)]}
+    student = {"en": [("▁tri", "ed", "."), ("▁good",)], "es": [("▁hola",)]}
+    entry = {"metrics": {"en": {}, "es": {}}}
+    add_same_pieces(entry, student, teacher)
+    assert entry["metrics"]["en"]["same_pieces"] == pytest.approx(50.0)
+    assert entry["metrics"]["es"]["same_pieces"] == pytest.approx(100.0)
+    results = _results()
+    results["models"]["student"]["metrics"]["en"]["same_pieces"] = 62.5
+    table = comparison_table(results)
+    assert "student same pieces" in table.splitlines()[0]
+    assert "62.5" in next(line for line in table.splitlines() if line.startswith("| en (source)"))

@@ -410,11 +410,28 @@ def test_unsupported_model_type_raises():
 
 def test_keep_top_keeps_the_most_probable_pieces_beyond_the_corpus(unigram_tokenizer):
     tok = unigram_tokenizer
-    scores = [float(s) for _, s in json.loads(tok.backend_tokenizer.to_str())["model"]["vocab"]]
-    top = set(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:50])
+    vocab = json.loads(tok.backend_tokenizer.to_str())["model"]["vocab"]
+    latin = [i for i, (piece, _) in enumerate(vocab) if not any(c in ZH for c in piece)]  # the corpus's script
+    top = set(sorted(latin, key=lambda i: (-float(vocab[i][1]), i))[:50])
     plain, _ = select_pieces(tok, ES_TEXT[:3])
     kept, _ = select_pieces(tok, ES_TEXT[:3], keep_top=50)
     assert top <= set(kept) and not top <= set(plain)
     assert set(plain) <= set(kept)
     with pytest.raises(ConfigError, match=r"keep_top must be an integer >= 0, got -1"):
         select_pieces(tok, ES_TEXT, keep_top=-1)
+
+
+def test_keep_top_ranks_only_pieces_in_the_corpus_scripts():
+    # A multilingual vocabulary: Cyrillic and Han pieces outrank the Latin ones. A Latin corpus
+    # keeps the top Latin pieces (and script-less ones such as digits), never a Cyrillic or Han one.
+    vocab = [("<unk>", 0.0), ("<pad>", 0.0), ("▁привет", -1.0), ("▁你好", -1.5), ("▁tried", -2.0),
+             ("▁track", -2.5), ("▁42", -3.0), ("▁мир", -3.5), ("▁zzz", -9.0)]  # fmt: skip
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab.append((c, -10.0))
+    backend = Tokenizer(models.Unigram(vocab, unk_id=0))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>")
+    kept, _ = select_pieces(tok, ["zzz"], keep_top=5)  # <unk> and <pad> rank first (score 0)
+    names = {vocab[i][0] for i in kept}
+    assert {"▁tried", "▁track", "▁42"} <= names
+    assert not names & {"▁привет", "▁你好", "▁мир"}

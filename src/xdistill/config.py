@@ -171,7 +171,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient L2 norm; 0 turns clipping off
     max_steps: int | None = None  # optimizer steps; None: epochs x batches per epoch (set, it overrides epochs)
     # The dev metric that picks the saved checkpoint (best epoch): classification accuracy, macro_f1, mae
-    # (data.ordinal) or agreement (with the teacher, students only); translation chrf or bleu (the default
+    # (data.ordinal), agreement (with the teacher, students only) or teacher_kl (students only: the mean
+    # KL from the teacher's class distribution, lowest wins; reads no dev label, and unlike accuracy on a
+    # few dozen dev texts it rarely ties); translation chrf or bleu (the default
     # accuracy becomes chrf there); embedding mse (the dev MSE to the teacher, the default there) or
     # retrieval (the worst target language's dev translation retrieval).
     select_metric: str = "accuracy"
@@ -209,8 +211,9 @@ class TrainConfig:
             f"train.eval_every must be > 0 or null, got {self.eval_every}",
         )
         _check(
-            self.select_metric in ("accuracy", "macro_f1", "mae", "agreement", "chrf", "bleu", "mse", "retrieval"),
-            f"train.select_metric must be accuracy, macro_f1, mae, agreement (classification), chrf, bleu "
+            self.select_metric
+            in ("accuracy", "macro_f1", "mae", "agreement", "teacher_kl", "chrf", "bleu", "mse", "retrieval"),
+            f"train.select_metric must be accuracy, macro_f1, mae, agreement, teacher_kl (classification), chrf, bleu "
             f"(translation) or mse, retrieval (embedding), got {self.select_metric!r}",
         )
 
@@ -277,8 +280,9 @@ class StudentConfig:
     # With trim_vocab: keep a piece only if it occurs at least N times (special and single-character
     # pieces are always kept).
     vocab_min_count: int = 1
-    # With trim_vocab: also keep the N pieces the tokenizer ranks most frequent (Unigram scores), so
-    # text unlike the training text (another domain, words it lacks) still finds its pieces; 0: none.
+    # With trim_vocab: also keep the N pieces the tokenizer ranks most frequent (Unigram scores) among
+    # those written in the training text's scripts (Latin, CJK, ...), so text unlike the training text
+    # (another domain, words it lacks) is still cut into the teacher's pieces; 0: none.
     vocab_keep_top: int = 0
     # Classification students: keep the copied word embeddings fixed (the teacher's multilingual
     # vectors) instead of training them on the few texts distillation sees.
@@ -708,7 +712,7 @@ class RunConfig:
             self.data.check_classification()
             # A metric the dev evaluation never reports would select nothing, and no student would be saved.
             for flag, train, extra in (
-                ("train", self.train, ("agreement",)),
+                ("train", self.train, ("agreement", "teacher_kl")),
                 ("teacher.train", self.teacher.train, ()),
             ):
                 allowed = ("accuracy", "macro_f1", *(("mae",) if self.data.ordinal else ()), *extra)

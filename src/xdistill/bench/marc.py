@@ -25,7 +25,14 @@ import numpy as np
 from ..config import RunConfig, apply_override, from_dict
 from ..data.splits import load_test
 from ..distill.classify import distill_student, train_teacher
-from ..evaluate.run_eval import add_agreement, classifier_speeds, code_version, evaluate_classifier, machine_info
+from ..evaluate.run_eval import (
+    add_agreement,
+    add_same_pieces,
+    classifier_speeds,
+    code_version,
+    evaluate_classifier,
+    machine_info,
+)
 from ..evaluate.size_speed import speedups
 from ..io_utils import atomic_write_json
 from ..layout import student_dir, teacher_dir
@@ -297,7 +304,7 @@ def run_variant(
     t_folder = ensure_teacher(teacher_cfg, echo, progress)
     test = load_test(teacher_cfg)
     languages = list(test)
-    t_entry, t_pred = evaluate_classifier(teacher_cfg, "teacher", t_folder, test, progress=progress)
+    t_entry, t_pred, t_pieces = evaluate_classifier(teacher_cfg, "teacher", t_folder, test, progress=progress)
     t_entry.update(_provenance(teacher_cfg, "teacher"))
     teacher_timings: list[dict[str, Any]] = []
     out = [_row("teacher", variant, [teacher_cfg.seed], [t_entry], languages)]
@@ -308,7 +315,7 @@ def run_variant(
         for seed in ENSEMBLE_SEEDS:
             cfg = teacher_config(base, work_dir, variant, seed)
             extra_teachers.append(ensure_teacher(cfg, echo, progress))
-            entry, _ = evaluate_classifier(cfg, f"teacher-seed{seed}", extra_teachers[-1], test, progress=progress)
+            entry, _, _ = evaluate_classifier(cfg, f"teacher-seed{seed}", extra_teachers[-1], test, progress=progress)
             entry.update(_provenance(cfg, "teacher"))
             out.append(_row(f"teacher-seed{seed}", variant, [seed], [entry], languages))
             echo(f"[{variant}] teacher seed {seed}: " + _acc_line(out[-1]))
@@ -331,8 +338,9 @@ def run_variant(
                         "seconds": fit_result.seconds,
                     },
                 )
-            entry, pred = evaluate_classifier(cfg, row, student_dir(cfg), test, progress=progress)
+            entry, pred, pieces = evaluate_classifier(cfg, row, student_dir(cfg), test, progress=progress)
             add_agreement(entry, pred, t_pred)
+            add_same_pieces(entry, pieces, t_pieces)
             entry.update(_provenance(cfg, "student"))
             if cfg.evaluate.speed:
                 # Teacher and this student in one interleaved window, on the same mixed-language inputs.
@@ -344,7 +352,7 @@ def run_variant(
             entries[row].append(entry)
             done_seeds[row].append(seed)
             for lang in cfg.train.also_select_langs:
-                other, other_pred = evaluate_classifier(cfg, row, student_dir(cfg, lang), test, progress=progress)
+                other, other_pred, _ = evaluate_classifier(cfg, row, student_dir(cfg, lang), test, progress=progress)
                 add_agreement(other, other_pred, t_pred)
                 target_sel[row].append(other)
             echo(f"[{variant}] {row} seed {seed}: " + _acc_line(_row(row, variant, [seed], [entry], languages)))

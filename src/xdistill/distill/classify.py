@@ -395,7 +395,7 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         parts["loss"] = total
         return parts
 
-    teacher_dev_pred = {}
+    teacher_dev_logits = {}
     if d.use_teacher:
         # Agreement on dev is with what the student learns from: the teacher, or the ensemble.
         dev_logits = [
@@ -408,10 +408,10 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         ]
         for own, others in zip(dev_logits, extra_logits[len(streams) :]):
             own.extend(others)
-        teacher_dev_pred = {
-            lang: ensemble_logits(logits, d.teacher_weights).argmax(-1) for lang, logits in zip(dev, dev_logits)
-        }
-    evaluator = DevEvaluator(dev, s_tok, cfg.student_max_length, cfg, teacher_pred=teacher_dev_pred) if dev else None
+        teacher_dev_logits = {lang: ensemble_logits(logits, d.teacher_weights) for lang, logits in zip(dev, dev_logits)}
+    evaluator = (
+        DevEvaluator(dev, s_tok, cfg.student_max_length, cfg, teacher_logits=teacher_dev_logits) if dev else None
+    )
     select_lang = cfg.train.select_lang or cfg.data.source_lang
     out_dir = student_dir(cfg)
     extra_info = {
@@ -549,7 +549,9 @@ class _Collate:
 
 
 class DevEvaluator:
-    """Per-language dev metrics for model selection; agreement with the teacher when given."""
+    """Per-language dev metrics for model selection; with the teacher's dev logits, also agreement
+    with it and ``teacher_kl``: the mean KL(teacher || student) of the class distributions (T = 1).
+    Unlike accuracy on a few dozen dev texts, the KL rarely ties, and it needs no dev label."""
 
     def __init__(
         self,
@@ -557,7 +559,7 @@ class DevEvaluator:
         tokenizer,
         max_length: int,
         cfg: RunConfig,
-        teacher_pred: dict[str, np.ndarray] | None = None,
+        teacher_logits: dict[str, np.ndarray] | None = None,
     ):
         self.cfg = cfg
         self.pad = pad_token_id(tokenizer)
@@ -566,21 +568,31 @@ class DevEvaluator:
             for lang, exs in dev.items()
         }
         self.gold = {lang: np.array([e.label for e in exs]) for lang, exs in dev.items()}
-        self.teacher_pred = teacher_pred or {}
+        self.teacher_logits = teacher_logits or {}
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         metrics = {}
         for lang, ids in self.ids.items():
-            pred = predict(model, ids, self.pad, batch_size=self.cfg.train.eval_batch_size)["logits"].argmax(-1)
+            logits = predict(model, ids, self.pad, batch_size=self.cfg.train.eval_batch_size)["logits"]
+            pred = logits.argmax(-1)
             m = classification_metrics(self.gold[lang], pred, len(self.cfg.data.labels), ordinal=self.cfg.data.ordinal)
             for key in ("accuracy", "macro_f1", "mae"):
                 if key in m:
                     metrics[f"{lang}/{key}"] = m[key]
-            if lang in self.teacher_pred:
-                metrics[f"{lang}/agreement"] = agreement(self.teacher_pred[lang], pred)
+            if lang in self.teacher_logits:
+                teacher = self.teacher_logits[lang]
+                metrics[f"{lang}/agreement"] = agreement(teacher.argmax(-1), pred)
+                metrics[f"{lang}/teacher_kl"] = teacher_kl(teacher, logits)
         targets = [lang for lang in self.cfg.data.target_langs if lang in self.ids]
-        for key in ("accuracy", "macro_f1", "mae", "agreement"):
+        for key in ("accuracy", "macro_f1", "mae", "agreement", "teacher_kl"):
             values = [metrics[f"{lang}/{key}"] for lang in targets if f"{lang}/{key}" in metrics]
             if values and len(values) == len(targets):
                 metrics[f"targets/{key}"] = float(np.mean(values))
         return metrics
+
+
+def teacher_kl(teacher_logits: np.ndarray, student_logits: np.ndarray) -> float:
+    """Mean KL(teacher || student) over examples of the softmax class distributions (T = 1), in nats."""
+    t = torch.log_softmax(torch.as_tensor(np.asarray(teacher_logits), dtype=torch.float64), -1)
+    s = torch.log_softmax(torch.as_tensor(np.asarray(student_logits), dtype=torch.float64), -1)
+    return float((t.exp() * (t - s)).sum(-1).mean())

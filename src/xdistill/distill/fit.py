@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 RESUME: contextvars.ContextVar[bool] = contextvars.ContextVar("xdistill_resume", default=False)
 
 # Metrics where lower is better; everything else (accuracy, F1, agreement) is maximised.
-LOWER_IS_BETTER = {"mae", "loss", "mse"}
+LOWER_IS_BETTER = {"mae", "loss", "mse", "teacher_kl"}
 
 
 @dataclass

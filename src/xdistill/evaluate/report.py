@@ -20,7 +20,8 @@ The results dict (produced by the pipeline, written verbatim to ``results.json``
             ...
           },
         },
-        "student": {..., "metrics": {"en": {..., "agreement": float}}},  # % same as teacher
+        "student": {..., "metrics": {"en": {..., "agreement": float,  # % same prediction as teacher
+                                            "same_pieces": float}}},  # % texts cut as teacher
       },
       ...                                        # other keys ("config", "run_dir") are ignored
     }
@@ -59,16 +60,20 @@ def _quality_table(results: dict) -> str:
     models = _model_names(results)
     students = [m for m in models if m != TEACHER]
     agreeing = [m for m in students if _any_metric(results, m, "agreement")]
+    recut = [m for m in students if _any_metric(results, m, "same_pieces")]
     ratioed = students if TEACHER in models else []
     headers = ["language", "n"]
     for m in models:
         headers += [f"{m} acc", f"{m} F1"]
-    headers += [f"{m} agree." for m in agreeing] + [f"{m}/teacher acc" for m in ratioed]
-    rows = [_quality_row(results, lang, models, agreeing, ratioed) for lang in _languages(results)]
+    headers += [f"{m} agree." for m in agreeing] + [f"{m} same pieces" for m in recut]
+    headers += [f"{m}/teacher acc" for m in ratioed]
+    rows = [_quality_row(results, lang, models, agreeing, recut, ratioed) for lang in _languages(results)]
     return _md_table(headers, rows)
 
 
-def _quality_row(results: dict, lang: str, models: list[str], agreeing: list[str], ratioed: list[str]) -> list[str]:
+def _quality_row(
+    results: dict, lang: str, models: list[str], agreeing: list[str], recut: list[str], ratioed: list[str]
+) -> list[str]:
     metric = lambda m, key: _metrics(results, m).get(lang, {}).get(key)  # noqa: E731
     n = next((metric(m, "n") for m in models if metric(m, "n") is not None), None)
     is_source = lang == results.get("source_language")
@@ -76,6 +81,7 @@ def _quality_row(results: dict, lang: str, models: list[str], agreeing: list[str
     for m in models:
         row += [_fmt(metric(m, "accuracy")), _fmt(metric(m, "macro_f1"))]
     row += [_fmt(metric(m, "agreement")) for m in agreeing]
+    row += [_fmt(metric(m, "same_pieces")) for m in recut]
     row += [_fmt(_ratio(metric(m, "accuracy"), metric(TEACHER, "accuracy"), 100), suffix="%") for m in ratioed]
     return row
 
@@ -270,7 +276,9 @@ def _report_markdown(results: dict, confusions: dict[tuple[str, str], Path]) -> 
     parts = [
         f"# xdistill report: {results.get('task', 'evaluation')}",
         f"Source language: {results.get('source_language', MISSING)} · evaluated on: {langs or MISSING}",
-        "## Quality by language\n\nAccuracy, macro-F1 and agreement in percent.\n\n" + _quality_table(results),
+        "## Quality by language\n\nAccuracy, macro-F1 and agreement (same prediction as the teacher) in percent; "
+        "same pieces: percent of texts the student's tokenizer cuts exactly as the teacher's (a trimmed "
+        "vocabulary re-cuts the rest).\n\n" + _quality_table(results),
         "## Size and speed\n\n" + _size_speed_table(results),
         "## Models\n\n"
         + "\n".join(f"- **{m}**: `{results['models'][m].get('path', MISSING)}`" for m in _model_names(results)),

@@ -72,16 +72,17 @@ def evaluate_classifier(
     test: dict[str, list],
     *,
     progress: bool = True,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, list[tuple[str, ...]]]]:
     """Metrics per language, size and (with ``evaluate.speed``) speed of one classifier folder.
 
     A fine-tuned HF sequence-classification folder (a teacher used as it is) is read with its
     logits in data.labels order. Returns the report entry and the predictions per language (for
-    agreement with a reference)."""
+    agreement with a reference) and the token ids of every text (to compare tokenisations)."""
     model, tokenizer = load_classifier(folder, flag=name, labels=cfg.data.labels, max_length=cfg.teacher.max_length)
     pad = pad_token_id(tokenizer)
     entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
     predictions: dict[str, np.ndarray] = {}
+    pieces: dict[str, list[tuple[str, ...]]] = {}
     for lang, examples in test.items():
         ids = encode_texts(
             tokenizer,
@@ -89,6 +90,7 @@ def evaluate_classifier(
             text_pairs(examples),
             max_length=model.max_length,
         )
+        pieces[lang] = [tuple(tokenizer.convert_ids_to_tokens(list(map(int, row)))) for row in ids]
         logits = predict(
             model, ids, pad, batch_size=cfg.train.eval_batch_size, progress=progress, desc=f"{name} {lang}"
         )["logits"]
@@ -97,7 +99,19 @@ def evaluate_classifier(
         entry["metrics"][lang] = classification_metrics(
             gold, predictions[lang], len(cfg.data.labels), ordinal=cfg.data.ordinal
         )
-    return entry, predictions
+    return entry, predictions, pieces
+
+
+def add_same_pieces(
+    entry: dict[str, Any], pieces: dict[str, list[tuple[str, ...]]], reference: dict[str, list[tuple[str, ...]]]
+) -> None:
+    """Percent of texts the model's tokenizer cuts into exactly the reference's pieces. A student
+    whose vocabulary was trimmed re-cuts text with pieces it lacks into others, ones the teacher
+    never used; a low figure explains a low agreement (raise student.vocab_keep_top)."""
+    for lang, cut in pieces.items():
+        if lang in reference and len(reference[lang]) == len(cut):
+            same = sum(a == b for a, b in zip(cut, reference[lang]))
+            entry["metrics"][lang]["same_pieces"] = 100.0 * same / max(1, len(cut))
 
 
 def add_agreement(entry: dict[str, Any], predictions: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:
@@ -134,12 +148,16 @@ def evaluate_models(
         "models": {},
     }
     predictions: dict[str, dict[str, np.ndarray]] = {}
+    pieces: dict[str, dict[str, list[tuple[str, ...]]]] = {}
     for name, folder in models.items():
-        results["models"][name], predictions[name] = evaluate_classifier(cfg, name, folder, test, progress=progress)
+        results["models"][name], predictions[name], pieces[name] = evaluate_classifier(
+            cfg, name, folder, test, progress=progress
+        )
     if reference in predictions:
         for name in predictions:
             if name != reference:
                 add_agreement(results["models"][name], predictions[name], predictions[reference])
+                add_same_pieces(results["models"][name], pieces[name], pieces[reference])
     if cfg.evaluate.speed:
         for name, speed in classifier_speeds(cfg, models, test).items():
             results["models"][name].update(speed)

@@ -37,6 +37,7 @@ Typical use::
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,11 +215,41 @@ def _closure(
     return out
 
 
-def _most_frequent_pieces(model_json: dict, n_model: int, n: int) -> list[int]:
+def _script(char: str) -> str | None:
+    """The writing system of a letter, from its Unicode name ("LATIN", "CJK", "CYRILLIC", ...);
+    None for a character that is not a letter (digits and punctuation belong to every script)."""
+    if not char.isalpha():
+        return None
+    name = unicodedata.name(char, "")
+    return name.split(" ", 1)[0] if name else None
+
+
+def _piece_scripts(piece: str) -> set[str]:
+    return {s for s in map(_script, piece) if s is not None}
+
+
+def _most_frequent_pieces(
+    model_json: dict, n_model: int, n: int, pieces: list[str] | None, scripts: set[str] | None
+) -> list[int]:
+    """The ``n`` pieces the model ranks most frequent, among the pieces written only in ``scripts``
+    (the corpus's writing systems): a multilingual vocabulary spends most of its top pieces on
+    languages the student never reads, so English words as common as "tried" fall outside its
+    overall top 20,000 and text unlike the corpus gets re-segmented into pieces the teacher never
+    used. ``scripts`` None, or a model without a piece list: no filter."""
     if model_json.get("type") == "Unigram":
         scores = np.asarray([float(entry[1]) for entry in model_json["vocab"]])
-        return [int(i) for i in np.argsort(-scores, kind="stable")[:n]]
-    return list(range(min(n, n_model)))
+        order = np.argsort(-scores, kind="stable")
+    else:
+        order = np.arange(n_model)
+    if scripts is None or pieces is None:
+        return [int(i) for i in order[:n]]
+    chosen: list[int] = []
+    for i in order:
+        if i < len(pieces) and _piece_scripts(pieces[i]) <= scripts:
+            chosen.append(int(i))
+            if len(chosen) >= n:
+                break
+    return chosen
 
 
 def _protected_ids(tokenizer, data: dict, pieces: list[str] | None) -> set[int]:
@@ -289,7 +320,8 @@ def select_pieces(
     always see whatever the corpus: e5's ``"passage: "`` / ``"query: "`` prefixes, prompt or label
     words; they do not count towards ``coverage``), and the ``keep_top`` pieces the tokenizer's
     model ranks most frequent (Unigram: the highest log-probability scores; WordPiece and BPE: the
-    lowest ids, their frequency / merge order), so text unlike the corpus (a new domain, words the
+    lowest ids, their frequency / merge order) among those written in the corpus's scripts
+    (Latin, CJK, ...: see :func:`_most_frequent_pieces`), so text unlike the corpus (a new domain, words the
     training text lacks) still finds its pieces. Other pieces are kept when they occur at least ``min_count``
     times; ``max_pieces`` caps the size of the whole new vocabulary (always-kept pieces
     included, most frequent pieces first; a :class:`ConfigError` if the always-kept pieces alone
@@ -381,7 +413,8 @@ def select_pieces(
         return _closure(ids, parents, pieces, index) if parents else set(ids)
 
     if keep_top:
-        mandatory |= set(_most_frequent_pieces(model_json, n_model, keep_top))
+        scripts = {s for c in chars if (s := _script(c)) is not None}
+        mandatory |= set(_most_frequent_pieces(model_json, n_model, keep_top, pieces, scripts))
     mandatory = close(mandatory)
     candidates = [int(i) for i in np.flatnonzero(counts >= min_count) if int(i) not in mandatory]
 
