@@ -592,7 +592,7 @@ class DevEvaluator:
 
 
 def teacher_kl(teacher_logits: np.ndarray, student_logits: np.ndarray) -> float:
-    """Mean KL(teacher || student) over examples of the softmax class distributions (T = 1), in nats."""
-    t = torch.log_softmax(torch.as_tensor(np.asarray(teacher_logits), dtype=torch.float64), -1)
-    s = torch.log_softmax(torch.as_tensor(np.asarray(student_logits), dtype=torch.float64), -1)
-    return float((t.exp() * (t - s)).sum(-1).mean())
+    """Mean KL(teacher || student) over examples of the softmax class distributions (T = 1), in
+    nats: the soft-target term of the training loss, without its temperature."""
+    as_tensor = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    return float(SoftTargetLoss(temperature=1.0, alpha=0.0)(as_tensor(student_logits), as_tensor(teacher_logits))["kd"])

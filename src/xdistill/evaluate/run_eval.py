@@ -77,7 +77,7 @@ def evaluate_classifier(
 
     A fine-tuned HF sequence-classification folder (a teacher used as it is) is read with its
     logits in data.labels order. Returns the report entry and the predictions per language (for
-    agreement with a reference) and the token ids of every text (to compare tokenisations)."""
+    agreement with a reference) and the pieces every text is cut into (to compare tokenisations)."""
     model, tokenizer = load_classifier(folder, flag=name, labels=cfg.data.labels, max_length=cfg.teacher.max_length)
     pad = pad_token_id(tokenizer)
     entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
