@@ -192,7 +192,10 @@ def translate(
 def export(
     model_dir: Path = typer.Argument(..., help="A trained model folder (a run's student/ or teacher/)."),
     format_: str = typer.Option(
-        ..., "--format", "-f", help="onnx (classifiers, sentence encoders) or ctranslate2 (translation)."
+        ...,
+        "--format",
+        "-f",
+        help="onnx or openvino (classifiers, sentence encoders), or ctranslate2 (translation).",
     ),
     out: Path = typer.Option(
         ...,
@@ -201,7 +204,11 @@ def export(
         help="Folder to write the export to (a new or empty folder, or an "
         "earlier export, which is replaced only if every check passes).",
     ),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (dynamic quantization)."),
+    quantize: Optional[str] = typer.Option(
+        None,
+        "--quantize",
+        help="int8: dynamic for onnx and ctranslate2; static for openvino, calibrated on --eval-config's dev texts.",
+    ),
     eval_config: Optional[Path] = typer.Option(
         None, "--eval-config", help="Run config whose dev data gates the export."
     ),

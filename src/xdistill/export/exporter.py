@@ -49,12 +49,17 @@ from ..io_utils import atomic_dir
 from ..metrics.embedding import retrieval_accuracy
 from ..metrics.translation import translation_scores
 from ..model_card import write_model_card
+from ..models.batches import encode_texts, pad_ids, pad_token_id
 from ..models.folder import MODEL_INFO, read_model_info, write_model_info
-from .runtime import LoadedModel, detect_kind, load_model
+from .runtime import OPENVINO_FILE, LoadedModel, detect_kind, load_model
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ("classifier", "sentence-encoder"), "ctranslate2": ("translation",)}
+FORMATS = {
+    "onnx": ("classifier", "sentence-encoder"),
+    "openvino": ("classifier", "sentence-encoder"),
+    "ctranslate2": ("translation",),
+}
 # fp32 tolerances: what float reordering between runtimes explains; beyond them the export is wrong.
 FP32_MAX_ABS_LOGIT_DIFF = 1e-3
 FP32_MIN_COSINE = 0.9999
@@ -99,6 +104,7 @@ def export_model(
     eval_config: str | Path | None = None,
     max_drop: float = 0.5,
     sample_texts: Sequence[str] | None = None,
+    calibration_texts: Sequence[str] | None = None,
     threads: int = 2,
     overwrite: bool = False,
 ) -> ExportResult:
@@ -109,16 +115,22 @@ def export_model(
         raise ModelError(f"{model_dir} is already a {src_format} export; export from the PyTorch folder")
     if fmt not in FORMATS:
         raise ModelError(
-            f"unknown export format {fmt!r}; choose onnx (classifiers, encoders) or ctranslate2 (translation)"
+            f"unknown export format {fmt!r}; choose onnx or openvino (classifiers, encoders) or "
+            "ctranslate2 (translation)"
         )
     if kind not in FORMATS[fmt]:
-        other = "ctranslate2" if kind == "translation" else "onnx"
+        other = "ctranslate2" if kind == "translation" else "onnx or openvino"
         raise ModelError(
             f"{model_dir} is a {kind} model; --format {fmt} is for {', '.join(FORMATS[fmt])} "
             f"models: use --format {other}"
         )
     if quantize not in (None, "int8"):
         raise ModelError(f"--quantize {quantize!r} is not supported; use int8 or leave it out")
+    if fmt == "openvino" and quantize == "int8" and eval_config is None and not calibration_texts:
+        raise ModelError(
+            "--format openvino --quantize int8 calibrates the int8 ranges on dev text: pass --eval-config "
+            "CONFIG (the first 256 texts of its dev set are used, never its test set)"
+        )
     if out.resolve() == model_dir.resolve():
         raise ModelError("--out must differ from the model folder (the export would replace the original)")
     if fmt == "ctranslate2":
@@ -140,6 +152,8 @@ def export_model(
         fused: dict[str, int] = {}
         if fmt == "onnx":
             fused = _export_onnx(reference, tmp, quantize)
+        elif fmt == "openvino":
+            _export_openvino(reference, tmp, quantize, calibration_texts or (dev["texts"] if dev else None))
         else:
             _export_ct2(model_dir, reference, tmp, quantize)
         reference.tokenizer.save_pretrained(tmp)
@@ -151,6 +165,7 @@ def export_model(
             "quantize": quantize,
             "exported_from": str(model_dir),
             **({"onnx_file": "model.onnx", "fused_operators": fused} if fmt == "onnx" else {}),
+            **({"openvino_file": OPENVINO_FILE} if fmt == "openvino" else {}),
             "files": files,
         }
         exported_info = write_model_info(tmp, exported_info)
@@ -290,14 +305,14 @@ def _eager_attention(encoder) -> None:
         encoder.config._attn_implementation = "eager"
 
 
-def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> dict[str, int]:
-    output = "logits" if reference.kind == "classifier" else "embedding"
+def _trace_onnx(reference: LoadedModel, path: Path) -> None:
+    """The model's serving output as a plain ONNX graph (MatMul, Softmax, ...; nothing fused)."""
+    output = _serving_output(reference)
     _eager_attention(reference.backend.encoder)
     module = _OutputOnly(reference.backend, output).eval()
     enc = reference.tokenizer(
         ["a short example", "a second, somewhat longer example text"], padding=True, return_tensors="pt"
     )
-    path = folder / "model.onnx"
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about Python-side branches in HF code (mask padding, SDPA's is_causal);
         # they take the same branch for every input here, and the parity check would catch it if not.
@@ -318,6 +333,15 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
                 output: {0: "batch"},
             },
         )
+
+
+def _serving_output(reference: LoadedModel) -> str:
+    return "logits" if reference.kind == "classifier" else "embedding"
+
+
+def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> dict[str, int]:
+    path = folder / "model.onnx"
+    _trace_onnx(reference, path)
     fused = _optimize_onnx(path, reference.backend.encoder.config)
     if quantize == "int8":
         import onnx
@@ -338,6 +362,55 @@ def _export_onnx(reference: LoadedModel, folder: Path, quantize: str | None) -> 
             )
         fp32.unlink()
     return fused
+
+
+# OpenVINO int8 is static: activation ranges come from these many dev texts (no labels used), in
+# batches of 32 as served. NNCF's transformer preset keeps the ops int8 hurts most (Softmax,
+# LayerNorm, the attention's scale) in float and smooths activation outliers.
+CALIBRATION_TEXTS = 256
+
+
+def _export_openvino(
+    reference: LoadedModel, folder: Path, quantize: str | None, calibration: Sequence[str] | None
+) -> None:
+    """OpenVINO IR (``openvino_model.xml`` + ``.bin``, the names optimum-intel loads) from the plain
+    ONNX graph; OpenVINO fuses attention, LayerNorm and GELU itself. int8: NNCF post-training
+    quantization calibrated on ``calibration`` (dev texts)."""
+    import openvino as ov
+
+    onnx_path = folder / "plain.onnx"
+    _trace_onnx(reference, onnx_path)
+    model = ov.convert_model(str(onnx_path))
+    onnx_path.unlink()
+    if quantize == "int8":
+        import nncf
+
+        nncf.set_log_level(logging.ERROR)  # its progress bars and INFO lines would bury the CLI's output
+        batches = _calibration_batches(reference, list(calibration or []))
+        with _quiet_logging():
+            model = nncf.quantize(
+                model,
+                nncf.Dataset(batches),
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(batches),
+            )
+    # fp32 weights stay fp32 on disk (OpenVINO's default halves them to fp16).
+    ov.save_model(model, str(folder / OPENVINO_FILE), compress_to_fp16=False)
+
+
+def _calibration_batches(reference: LoadedModel, texts: list[str]) -> list[dict[str, np.ndarray]]:
+    ids = encode_texts(
+        reference.tokenizer,
+        texts[:CALIBRATION_TEXTS],
+        prefix=reference.info.get("text_prefix", "") or "",
+        max_length=int(reference.info.get("max_length", 128)),
+    )
+    pad = pad_token_id(reference.tokenizer)
+    batches = []
+    for start in range(0, len(ids), 32):
+        input_ids, mask = pad_ids(ids[start : start + 32], pad)
+        batches.append({"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()})
+    return batches
 
 
 def _optimize_onnx(path: Path, config) -> dict[str, int]:

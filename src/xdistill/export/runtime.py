@@ -2,7 +2,7 @@
 
 Kinds: ``classifier`` (texts -> label scores), ``sentence-encoder`` (texts -> vectors),
 ``translation`` (texts -> texts). Formats: ``pytorch`` (the training output), ``onnx`` (run with
-onnxruntime) and ``ctranslate2`` (translation). ``predict``, ``serve``, the export parity checks and
+onnxruntime), ``openvino`` (OpenVINO IR, run with OpenVINO) and ``ctranslate2`` (translation). ``predict``, ``serve``, the export parity checks and
 the accuracy gates all go through ``load_model``, so an exported model is judged by exactly the
 code that will serve it.
 """
@@ -10,6 +10,7 @@ code that will serve it.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -163,6 +164,53 @@ class OnnxModule:
         return {name: torch.from_numpy(v) for name, v in zip(self.outputs, values)}
 
 
+OPENVINO_FILE = "openvino_model.xml"  # + openvino_model.bin: the names optimum-intel's loaders expect
+
+
+class OpenVinoModule:
+    """An OpenVINO compiled model that looks like the torch modules ``predict`` drives."""
+
+    training = False
+
+    def __init__(self, path: Path, threads: int = 2):
+        import openvino as ov
+
+        self.compiled = ov.Core().compile_model(
+            str(path),
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": threads,
+                "NUM_STREAMS": 1,
+                "PERFORMANCE_HINT": "LATENCY",
+                # Ops left in float run in fp32: OpenVINO would pick bf16 on CPUs with AMX, and results
+                # would then depend on the machine.
+                "INFERENCE_PRECISION_HINT": "f32",
+            },
+        )
+        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+        # An infer request holds its own buffers: one per thread keeps concurrent callers apart.
+        self._local = threading.local()
+
+    def eval(self) -> OpenVinoModule:
+        return self
+
+    def train(self, mode: bool = True) -> OpenVinoModule:
+        return self
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer(
+            {
+                "input_ids": input_ids.numpy().astype(np.int64),
+                "attention_mask": attention_mask.numpy().astype(np.int64),
+            }
+        )
+        # The request reuses its output buffers on the next call: copy out.
+        return {name: torch.from_numpy(np.array(result[i], copy=True)) for i, name in enumerate(self.outputs)}
+
+
 class CT2Translator:
     """A CTranslate2 translation model with the folder's Hugging Face tokenizer around it."""
 
@@ -229,6 +277,28 @@ def load_model(folder: str | Path, *, threads: int = 2) -> LoadedModel:
             raise _unreadable(folder, onnx_file.name, exc, fmt, info) from None
         return LoadedModel(
             kind, fmt, folder, info, AutoTokenizer.from_pretrained(folder), session, labels=list(info.get("labels", []))
+        )
+    if fmt == "openvino":
+        ir_file = folder / info.get("openvino_file", OPENVINO_FILE)
+        if not ir_file.is_file():
+            raise ModelError(f"{folder} says it is an OpenVINO export but has no {ir_file.name}; export it again")
+        verify_weights(folder, info)
+        try:
+            compiled = OpenVinoModule(ir_file, threads)
+        except ImportError:
+            raise ModelError(
+                f"{folder} is an OpenVINO export; install OpenVINO to run it: pip install 'xdistill[openvino]'"
+            ) from None
+        except Exception as exc:  # OpenVINO raises RuntimeError for a damaged IR
+            raise _unreadable(folder, ir_file.name, exc, fmt, info) from None
+        return LoadedModel(
+            kind,
+            fmt,
+            folder,
+            info,
+            AutoTokenizer.from_pretrained(folder),
+            compiled,
+            labels=list(info.get("labels", [])),
         )
     if fmt == "ctranslate2":
         verify_weights(folder, info)

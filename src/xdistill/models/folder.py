@@ -33,7 +33,7 @@ MODEL_INFO = "xdistill_model.json"
 CHECKSUMS = "checksums"
 # Files that hold weights: safetensors (HF, heads, Dense modules), ONNX (+ external data),
 # CTranslate2's model.bin, pytorch_model.bin.
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".bin")
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".bin", ".xml")  # .xml: an OpenVINO graph
 
 
 # -- the info file ---------------------------------------------------------------------------------
