@@ -100,6 +100,23 @@ def test_interleaved_timing_alternates_models_and_keeps_every_sample():
     assert ratio == speeds["teacher"]["latency_ms_b32"] / speeds["student"]["latency_ms_b32"] > 1.5
 
 
+def test_warm_up_can_cover_every_batch_1_input_before_timing():
+    # A runner walking through 4 inputs of different lengths warms up on all 4 at batch 1: a
+    # runtime that compiles per shape (OpenVINO) would otherwise be timed compiling.
+    seen: list[tuple[int, int]] = []
+    lengths = iter(range(1000))
+
+    def run(bs: int) -> None:
+        seen.append((bs, next(lengths) % 4 if bs == 1 else 0))
+
+    measure_speeds({"m": run}, batch_sizes=(1, 32), warmup={1: 4, 32: 2}, repeats=3)
+    warm_b1 = [x for bs, x in seen[:6] if bs == 1]
+    assert sorted(warm_b1) == [0, 1, 2, 3] and [bs for bs, _ in seen[4:6]] == [32, 32]
+    assert len(seen) == 4 + 2 + 3 * 2
+    with pytest.raises(ValueError, match="warmup >= 0"):
+        measure_speeds({"m": run}, batch_sizes=(1,), warmup={1: -1})
+
+
 def test_results_name_the_commit_they_ran_on():
     root = Path(__file__).resolve().parents[1]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)

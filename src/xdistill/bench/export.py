@@ -96,9 +96,12 @@ def encoder_runner(model: LoadedModel, texts: list[str]) -> Callable[[int], Any]
     return run
 
 
-def timed_rows(rows: dict[str, dict[str, Any]], runners: dict[str, Callable[[int], Any]], repeats: int) -> None:
-    """Time every model of ``runners`` in one interleaved window and write the figures into its row."""
-    speeds = measure_speeds(runners, batch_sizes=(1, 32), threads=2, repeats=repeats)
+def timed_rows(
+    rows: dict[str, dict[str, Any]], runners: dict[str, Callable[[int], Any]], repeats: int, inputs: int = 2
+) -> None:
+    """Time every model of ``runners`` in one interleaved window and write the figures into its row.
+    Each warms up on all ``inputs`` batch-1 inputs first (they differ in length)."""
+    speeds = measure_speeds(runners, batch_sizes=(1, 32), threads=2, repeats=repeats, warmup={1: inputs, 32: 2})
     for name, entry in speeds.items():
         rows[name].update(
             {
@@ -362,7 +365,7 @@ def _format_rows(
             "export": {"parity": res.parity, "gate": res.gate, "fused_operators": exported.info.get("fused_operators")},
         }
     echo(f"[export] timing {', '.join(models)}: interleaved")
-    timed_rows(rows, {key: encoder_runner(m, texts) for key, m in models.items()}, repeats)
+    timed_rows(rows, {key: encoder_runner(m, texts) for key, m in models.items()}, repeats, inputs=len(texts))
     return list(rows.values())
 
 
@@ -454,7 +457,12 @@ def _measure_mt(
         }
         rows[f"mt-{pair} ct2-int8"]["export"] = {"parity": res.parity}
         texts = [p.source for p in pairs[:32]]
-        timed_rows(rows, {name: translator_runner(model, texts) for name, model in models.items()}, repeats=3)
+        timed_rows(
+            rows,
+            {name: translator_runner(model, texts) for name, model in models.items()},
+            repeats=3,
+            inputs=len(texts),
+        )
         results["rows"] += list(rows.values())
         atomic_write_json(out, results)
 

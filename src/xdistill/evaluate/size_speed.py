@@ -116,7 +116,7 @@ def measure_speeds(
     *,
     batch_sizes: Iterable[int] = (1, 32),
     threads: int = 2,
-    warmup: int = 2,
+    warmup: int | Mapping[int, int] = 2,
     repeats: int = 5,
 ) -> dict[str, dict]:
     """Time several models in one window, interleaved: every repeat runs one timed call of each model
@@ -125,14 +125,19 @@ def measure_speeds(
     Large buffers stay in the heap meanwhile (``steady_allocator``), so a model's time does not
     depend on which runtime freed memory before it.
 
+    ``warmup``: untimed calls per model and batch size, or ``{batch size: calls}``. A runner that walks
+    through inputs of different lengths should warm up on every one of them: runtimes that compile
+    per input shape (OpenVINO) are otherwise timed compiling.
+
     Returns, per model name, what ``measure_speed`` returns plus ``samples_ms_b{bs}`` (every timed
     call) and ``iqr_ms_b{bs}`` (the spread between the 25th and 75th percentile).
     """
-    if repeats < 1 or warmup < 0 or threads < 1:
+    batch_sizes = list(batch_sizes)
+    warm = dict(warmup) if isinstance(warmup, Mapping) else {bs: warmup for bs in batch_sizes}
+    if repeats < 1 or min(warm.get(bs, 0) for bs in batch_sizes) < 0 or threads < 1:
         raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
     steady_allocator()
     names = list(runners)
-    batch_sizes = list(batch_sizes)
     samples = {name: {bs: [] for bs in batch_sizes} for name in names}
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -140,7 +145,7 @@ def measure_speeds(
         with torch.inference_mode():
             for name in names:
                 for bs in batch_sizes:
-                    for _ in range(warmup):
+                    for _ in range(warm.get(bs, 0)):
                         runners[name](bs)
             for r in range(repeats):
                 order = names[r % len(names) :] + names[: r % len(names)]
