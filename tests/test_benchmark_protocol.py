@@ -117,6 +117,19 @@ def test_warm_up_can_cover_every_batch_1_input_before_timing():
         measure_speeds({"m": run}, batch_sizes=(1,), warmup={1: -1})
 
 
+def test_settle_times_each_call_right_after_an_untimed_call_of_the_same_model():
+    calls: list[str] = []
+    measure_speeds(
+        {"a": lambda bs: calls.append("a"), "b": lambda bs: calls.append("b")},
+        batch_sizes=(32,),
+        warmup=0,
+        repeats=2,
+        settle=1,
+    )
+    # Models still alternate, two calls at a time (the first untimed): a a b b, then rotated.
+    assert calls == ["a", "a", "b", "b", "b", "b", "a", "a"]
+
+
 def test_results_name_the_commit_they_ran_on():
     root = Path(__file__).resolve().parents[1]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)

@@ -118,6 +118,7 @@ def measure_speeds(
     threads: int = 2,
     warmup: int | Mapping[int, int] = 2,
     repeats: int = 5,
+    settle: int = 0,
 ) -> dict[str, dict]:
     """Time several models in one window, interleaved: every repeat runs one timed call of each model
     in turn (A, B, A, B, ...; the order rotates each repeat), so a burst of machine noise or a
@@ -129,13 +130,21 @@ def measure_speeds(
     through inputs of different lengths should warm up on every one of them: runtimes that compile
     per input shape (OpenVINO) are otherwise timed compiling.
 
+    ``settle``: untimed calls of a model right before each of its timed calls. Interleaving means the
+    model timed before this one has just filled the caches with its own weights; a small int8 model
+    then reads its weights from memory, which it would not do when served alone (OpenVINO int8 at
+    batch 1: 1.7-2.4 ms in the window, 1.3 ms alone). ``settle=1`` times every call with the model's
+    own weights in cache, and the models still alternate every few milliseconds.
+
     Returns, per model name, what ``measure_speed`` returns plus ``samples_ms_b{bs}`` (every timed
     call) and ``iqr_ms_b{bs}`` (the spread between the 25th and 75th percentile).
     """
     batch_sizes = list(batch_sizes)
     warm = dict(warmup) if isinstance(warmup, Mapping) else {bs: warmup for bs in batch_sizes}
-    if repeats < 1 or min(warm.get(bs, 0) for bs in batch_sizes) < 0 or threads < 1:
-        raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
+    if repeats < 1 or min(warm.get(bs, 0) for bs in batch_sizes) < 0 or threads < 1 or settle < 0:
+        raise ValueError(
+            f"need repeats >= 1, warmup >= 0, threads >= 1, settle >= 0; got {repeats}, {warmup}, {threads}, {settle}"
+        )
     steady_allocator()
     names = list(runners)
     samples = {name: {bs: [] for bs in batch_sizes} for name in names}
@@ -151,6 +160,8 @@ def measure_speeds(
                 order = names[r % len(names) :] + names[: r % len(names)]
                 for bs in batch_sizes:
                     for name in order:
+                        for _ in range(settle):
+                            runners[name](bs)
                         start = time.perf_counter()
                         runners[name](bs)
                         samples[name][bs].append(time.perf_counter() - start)

@@ -205,7 +205,8 @@ class OpenVinoModule:
             {
                 "input_ids": input_ids.numpy().astype(np.int64),
                 "attention_mask": attention_mask.numpy().astype(np.int64),
-            }
+            },
+            share_inputs=True,  # fresh arrays each call: no need for OpenVINO to copy them (~0.1 ms at batch 1)
         )
         # The request reuses its output buffers on the next call: copy out.
         return {name: torch.from_numpy(np.array(result[i], copy=True)) for i, name in enumerate(self.outputs)}
