@@ -518,7 +518,7 @@ def bench_export(
         False, "--mt-only", help="Measure only the --mt students; keep the MARC rows and load test already in --out."
     ),
 ) -> None:
-    """fp32 vs ONNX vs ONNX int8 (vs CTranslate2 int8): accuracy, size, speed; and a load test of serve."""
+    """PyTorch fp32 vs ONNX and OpenVINO, fp32 and int8 (vs CTranslate2 int8): accuracy, size, speed; serve load test."""
     from .bench.export import markdown_table, run_benchmark
 
     students = {}

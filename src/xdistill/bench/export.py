@@ -578,7 +578,10 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {r['model']} | {r['format']} | {r['metric']} | {value} | {per} | {r['disk_mb']:.1f} | {lat} | {thr} |"
         )
     if results.get("protocol"):
-        lines += ["", f"Speed: {results['protocol']['speed']}. ONNX: {results['protocol']['onnx']}."]
+        protocol = results["protocol"]
+        lines += ["", f"Speed: {protocol['speed']}. ONNX: {protocol['onnx']}."]
+        if protocol.get("openvino"):
+            lines[-1] += f" OpenVINO: {protocol['openvino']}."
     s = results.get("serve")
     if s:
         lines += [
