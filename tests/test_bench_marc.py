@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from xdistill.bench.marc import BUDGETS, ROWS, _student_rows, base_config, markdown_table, row_config
+from xdistill.bench.marc import (
+    BUDGETS,
+    ROWS,
+    _student_rows,
+    base_config,
+    kept_rows,
+    markdown_table,
+    ordered_rows,
+    row_config,
+)
 
 
 def entry(acc: dict[str, float], params: int = 10, speed: float = 50.0, speedup: float = 5.0) -> dict:
@@ -72,3 +81,53 @@ def test_every_row_config_is_valid_and_shares_the_teacher(tmp_path: Path):
     )
     translate = row_config(base, "student-translate-es", 13, tmp_path, "binary", tmp_path)
     assert translate.distill.translate_source == {"es": "apertium -u eng-spa"}
+
+
+def _named(name: str, variant: str, commit: str, **extra) -> dict:
+    return {"name": name, "variant": variant, "seeds": [13], "per_seed": [{"commit": commit}], **extra}
+
+
+def test_rows_kept_from_an_earlier_run_name_their_run_and_the_new_ones_replace_theirs():
+    earlier = {
+        "machine": {"commit": "a" * 40, "cpu": "x", "torch": "2"},
+        "wall_seconds": 600.0,
+        "protocol": {"seeds": [13]},
+        "rows": [
+            _named("teacher", "binary", "a" * 40),
+            _named("teacher-seed21", "binary", "a" * 40),
+            _named("student-unsupervised", "binary", "a" * 40),
+            _named("student-unsupervised-4l", "binary", "a" * 40),
+        ],
+    }
+    # A binary run of the 4-layer row re-evaluates the teacher and replaces that row and its own.
+    kept = kept_rows(earlier, ["binary"], ["student-unsupervised-4l"])
+    assert [r["name"] for r in kept] == ["teacher-seed21", "student-unsupervised"]
+    assert all(r["run"]["machine"]["commit"] == "a" * 40 and r["run"]["wall_seconds"] == 600.0 for r in kept)
+    new = [_named("student-unsupervised-4l", "binary", "b" * 40), _named("teacher", "binary", "b" * 40)]
+    merged = ordered_rows(kept + new)
+    assert [r["name"] for r in merged] == [
+        "teacher-seed21",
+        "teacher",
+        "student-unsupervised",
+        "student-unsupervised-4l",
+    ]
+    # A 5-class run replaces nothing binary.
+    assert len(kept_rows(earlier, ["5class"], list(ROWS))) == 4
+
+
+def test_five_class_table_shows_macro_f1_mae_and_each_rows_commit():
+    row = _named(
+        "student-unsupervised",
+        "5class",
+        "c" * 40,
+        accuracy={"en": 45.0, "es": 44.0, "zh": 40.0},
+        macro_f1={"en": 43.0, "es": 42.5, "zh": 38.0},
+        mae={"en": 0.71, "es": 0.74, "zh": 0.83},
+        params_total=2_000_000,
+        params_ratio=0.17,
+    )
+    results = {"machine": {"cpu": "x", "torch": "2"}, "protocol": {"seeds": [13]}, "rows": [row], "complete": True}
+    table = markdown_table(results)
+    assert "macro-F1 en / es / zh" in table and "MAE (stars)" in table
+    assert "| 45.0 / 44.0 / 40.0 | 43.0 / 42.5 / 38.0 | 0.71 / 0.74 / 0.83 |" in table
+    assert table.rstrip().endswith("| ccccccc |")

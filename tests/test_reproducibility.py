@@ -142,3 +142,12 @@ def test_a_stage_record_keeps_its_settings_for_people(tmp_path, tiny_raw):
     assert record["settings"]["teacher.train.lr"] == 0.001
     assert record["settings"]["input:data.train"]
     assert stage_done(cfg, "teacher")
+    # The commit that made the stage is kept: a later run reusing it reports that commit, not its own.
+    from xdistill.bench.marc import _provenance
+    from xdistill.evaluate.run_eval import code_version
+
+    assert record["commit"] == code_version()["commit"]
+    marker = Path(cfg.run_dir) / ".stages" / "teacher.json"
+    marker.write_text(json.dumps({**record, "commit": "0" * 40}))
+    provenance = _provenance(cfg, "teacher")
+    assert provenance["commit"] == "0" * 40 and provenance["evaluated_commit"] == code_version()["commit"]

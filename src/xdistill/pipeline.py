@@ -31,7 +31,7 @@ from .evaluate.embed_eval import evaluate_embedding_run
 from .evaluate.embed_report import embedding_tables
 from .evaluate.mt_eval import evaluate_translation_run, translation_report
 from .evaluate.report import comparison_table
-from .evaluate.run_eval import evaluate_run
+from .evaluate.run_eval import code_version, evaluate_run
 from .fingerprints import FileDigests
 from .io_utils import atomic_write_json, atomic_write_text
 from .layout import student_dir, teacher_dir
@@ -243,7 +243,11 @@ def _mark_done(cfg: RunConfig, stage: str, summary: dict[str, Any]) -> None:
     if not is_main():
         return
     settings = stage_settings(cfg, stage)
-    atomic_write_json(_marker(cfg, stage), {"hash": stage_hash(cfg, stage, settings), **summary, "settings": settings})
+    # The code that made the stage: a later run that reuses it (same settings) must not claim it.
+    made_by = {"commit": code_version()["commit"]}
+    atomic_write_json(
+        _marker(cfg, stage), {"hash": stage_hash(cfg, stage, settings), **made_by, **summary, "settings": settings}
+    )
     _started_marker(cfg, stage).unlink(missing_ok=True)
 
 

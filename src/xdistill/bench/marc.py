@@ -261,6 +261,7 @@ def _row(name: str, variant: str, seeds: list[int], entries: list[dict[str, Any]
             "steps": e.get("steps"),
             "train_seconds": e.get("train_seconds"),
             "commit": e.get("commit"),
+            "evaluated_commit": e.get("evaluated_commit"),
             **{
                 k: e[k]
                 for k in (
@@ -364,7 +365,10 @@ def _provenance(cfg: RunConfig, stage: str) -> dict[str, Any]:
     """What a sceptical reader needs to trace a row: the code, the resolved config, the selection."""
     record = _stage_record(cfg, stage)
     return {
-        "commit": code_version()["commit"],
+        # The commit that trained the model (a re-run reuses a stage trained by older code if its
+        # settings are unchanged; None: its marker predates commits in markers), and the evaluating one.
+        "commit": record.get("commit"),
+        "evaluated_commit": code_version()["commit"],
         "config": cfg.to_dict(),
         "best_dev": record.get("best_dev"),
         "steps": record.get("steps"),
@@ -421,7 +425,11 @@ def run_benchmark(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     overrides: list[str] = (),
+    keep_rows_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``keep_rows_from``: an earlier results file (parsed); its rows this run does not produce stay in
+    the output, each with the commit and run it came from (``run``), so one file can hold, say, the
+    binary rows of one run and the 5-class rows of another."""
     if not (data_dir / "marc" / "train_pool_en.csv").is_file():
         raise FileNotFoundError(
             f"{data_dir}/marc/train_pool_en.csv not found; pass --data-dir pointing at the shared data"
@@ -457,12 +465,16 @@ def run_benchmark(
         },
         "rows": [],
     }
+    row_names = rows or list(ROWS)
+    kept = kept_rows(keep_rows_from, variants, row_names) if keep_rows_from else []
+    if keep_rows_from:
+        results["earlier_runs"] = [*keep_rows_from.get("earlier_runs", []), _run_record(keep_rows_from)]
     done: list[dict[str, Any]] = []
 
     def save_partial(variant_rows: list[dict[str, Any]]) -> None:
         # After every row, so a long run that is stopped leaves its finished rows (and a re-run
         # skips the students already trained).
-        results["rows"] = done + variant_rows
+        results["rows"] = ordered_rows(kept + done + variant_rows)
         results["wall_seconds"] = time.perf_counter() - start
         results["complete"] = False
         atomic_write_json(out, results)
@@ -476,18 +488,60 @@ def run_benchmark(
                 teacher_path=teacher_path,
                 seeds=seed_list,
                 quick=quick,
-                rows=rows or list(ROWS),
+                rows=row_names,
                 progress=progress,
                 echo=echo,
                 overrides=overrides,
                 on_row=save_partial,
             )
         )
-    results["rows"] = done
+    results["rows"] = ordered_rows(kept + done)
     results["complete"] = True
     results["wall_seconds"] = time.perf_counter() - start
     atomic_write_json(out, results)
     return results
+
+
+def produced_rows(variants: list[str], rows: list[str]) -> set[tuple[str, str]]:
+    """The (variant, row name) pairs a run with these variants and student rows writes."""
+    names = ["teacher", *rows]
+    if "student-multi-teacher" in rows:
+        names += [f"teacher-seed{seed}" for seed in ENSEMBLE_SEEDS]
+    return {(variant, name) for variant in variants for name in names}
+
+
+def _run_record(results: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "machine": results.get("machine"),
+        "wall_seconds": results.get("wall_seconds"),
+        "complete": results.get("complete"),
+        "protocol": results.get("protocol"),
+    }
+
+
+def kept_rows(previous: dict[str, Any], variants: list[str], rows: list[str]) -> list[dict[str, Any]]:
+    """``previous``'s rows that a run of ``variants`` x ``rows`` does not replace, each labelled with
+    the run it came from (rows kept from a merged file keep their first label)."""
+    replaced = produced_rows(variants, rows)
+    run = _run_record(previous)
+    return [
+        {**row, "run": row.get("run") or run}
+        for row in previous.get("rows", [])
+        if (row["variant"], row["name"]) not in replaced
+    ]
+
+
+def ordered_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Binary before 5-class, teachers first within each; otherwise in the order given."""
+    variant_order = {"binary": 0, "5class": 1}
+    return sorted(rows, key=lambda r: (variant_order.get(r["variant"], 2), not r["name"].startswith("teacher")))
+
+
+def row_commit(row: dict[str, Any]) -> str:
+    """The commit that trained the row's models (the first seed's), short; '?' when not recorded."""
+    seeds = row.get("per_seed") or [{}]
+    commit = seeds[0].get("commit") or (row.get("run") or {}).get("machine", {}).get("commit")
+    return commit[:7] if commit else "?"
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -502,7 +556,8 @@ def _ratio(row: dict[str, Any], key: str) -> str:
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    """The benchmark as a Markdown table (mean ± std over seeds)."""
+    """The benchmark as Markdown tables, one per variant (mean ± std over seeds); 5-class adds
+    macro-F1 and the mean absolute error in stars."""
     lines = [
         f"### MARC {'(quick)' if results.get('quick') else ''}".rstrip(),
         "",
@@ -516,30 +571,71 @@ def markdown_table(results: dict[str, Any]) -> str:
             else []
         ),
         f"Machine: {results['machine']['cpu']}, torch {results['machine']['torch']}; "
-        f"wall time {results.get('wall_seconds', 0) / 60:.1f} min; seeds {results['protocol']['seeds']}.",
+        f"wall time {results.get('wall_seconds', 0) / 60:.1f} min; seeds {results['protocol']['seeds']}."
+        + _earlier_runs_line(results),
         "",
         "Speed: teacher and each student timed interleaved in one window per seed, on the same inputs drawn from "
         "every language, median of the timed runs at 2 threads; × teacher = teacher time / student time, median "
-        "over seeds ± sample std.",
-        "",
-        "| variant | row | en acc | es acc | zh acc | es/zh acc (target-dev sel.) | params (M) | × teacher params "
-        "| b32 ex/s | × teacher speed b32 | × teacher speed b1 |",
-        "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
+        "over seeds ± sample std. commit: the code that trained the row's models.",
     ]
-    for row in results["rows"]:
+    for variant in dict.fromkeys(r["variant"] for r in results["rows"]):
+        rows = [r for r in results["rows"] if r["variant"] == variant]
+        lines += ["", *(_binary_table(rows) if variant == "binary" else _five_class_table(rows))]
+    return "\n".join(lines) + "\n"
 
-        def cell(lang: str, row=row) -> str:
-            mean = row["accuracy"].get(lang)
-            std = row.get("accuracy_std", {}).get(lang)
-            if mean is None:
-                return "–"
-            return f"{mean:.1f} ± {std:.1f}" if std and len(row["seeds"]) > 1 else f"{mean:.1f}"
 
+def _earlier_runs_line(results: dict[str, Any]) -> str:
+    runs = results.get("earlier_runs") or []
+    if not runs:
+        return ""
+    described = ", ".join(
+        f"{(r.get('machine') or {}).get('commit', '?')[:7]} ({(r.get('wall_seconds') or 0) / 60:.0f} min)" for r in runs
+    )
+    return f" Rows kept from earlier runs: {described}; each row names its commit."
+
+
+def _cell(row: dict[str, Any], key: str, lang: str, spec: str = ".1f") -> str:
+    mean = (row.get(key) or {}).get(lang)
+    std = (row.get(f"{key}_std") or {}).get(lang)
+    if mean is None:
+        return "–"
+    return f"{mean:{spec}} ± {std:{spec}}" if std and len(row["seeds"]) > 1 else f"{mean:{spec}}"
+
+
+def _size_speed_cells(row: dict[str, Any]) -> str:
+    return (
+        f"{row['params_total'] / 1e6:.1f} | {row.get('params_ratio', 1.0):.2f} | "
+        f"{_num(row.get('throughput_b32'), '.0f')} | {_ratio(row, 'speedup_b32')} | {_ratio(row, 'speedup_b1')} | "
+        f"{row_commit(row)} |"
+    )
+
+
+def _binary_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| variant | row | en acc | es acc | zh acc | es/zh acc (target-dev sel.) | params (M) | × teacher params "
+        "| b32 ex/s | × teacher speed b32 | × teacher speed b1 | commit |",
+        "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
+    ]
+    for row in rows:
         sel = row.get("target_dev_selection")
         sel_cell = f"{sel['accuracy']['es']:.1f} / {sel['accuracy']['zh']:.1f}" if sel else "–"
         lines.append(
-            f"| {row['variant']} | {row['name']} | {cell('en')} | {cell('es')} | {cell('zh')} | {sel_cell} | "
-            f"{row['params_total'] / 1e6:.1f} | {row.get('params_ratio', 1.0):.2f} | "
-            f"{_num(row.get('throughput_b32'), '.0f')} | {_ratio(row, 'speedup_b32')} | {_ratio(row, 'speedup_b1')} |"
+            f"| {row['variant']} | {row['name']} | {_cell(row, 'accuracy', 'en')} | {_cell(row, 'accuracy', 'es')} | "
+            f"{_cell(row, 'accuracy', 'zh')} | {sel_cell} | {_size_speed_cells(row)}"
         )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _five_class_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| variant | row | acc en / es / zh | macro-F1 en / es / zh | MAE (stars) en / es / zh | params (M) "
+        "| × teacher params | b32 ex/s | × teacher speed b32 | × teacher speed b1 | commit |",
+        "| --- | --- | --- | --- | --- | --: | --: | --: | --: | --: | --- |",
+    ]
+    for row in rows:
+        acc, f1, mae = (
+            " / ".join(_cell(row, key, lang, spec) for lang in ("en", "es", "zh"))
+            for key, spec in (("accuracy", ".1f"), ("macro_f1", ".1f"), ("mae", ".2f"))
+        )
+        lines.append(f"| {row['variant']} | {row['name']} | {acc} | {f1} | {mae} | {_size_speed_cells(row)}")
+    return lines
