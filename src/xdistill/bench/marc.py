@@ -610,32 +610,47 @@ def _size_speed_cells(row: dict[str, Any]) -> str:
     )
 
 
-def _binary_table(rows: list[dict[str, Any]]) -> list[str]:
+# Every variant's table ends with the same size, speed and commit columns.
+SIZE_SPEED_COLUMNS = [
+    ("params (M)", "--:"),
+    ("× teacher params", "--:"),
+    ("b32 ex/s", "--:"),
+    ("× teacher speed b32", "--:"),
+    ("× teacher speed b1", "--:"),
+    ("commit", "---"),
+]
+
+
+def _table(
+    columns: list[tuple[str, str]], rows: list[dict[str, Any]], cells: Callable[[dict[str, Any]], list[str]]
+) -> list[str]:
+    """``columns`` (name, alignment) then the size/speed columns; ``cells(row)``: the first columns' cells."""
+    everything = [("variant", "---"), ("row", "---"), *columns, *SIZE_SPEED_COLUMNS]
     lines = [
-        "| variant | row | en acc | es acc | zh acc | es/zh acc (target-dev sel.) | params (M) | × teacher params "
-        "| b32 ex/s | × teacher speed b32 | × teacher speed b1 | commit |",
-        "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
+        "| " + " | ".join(name for name, _ in everything) + " |",
+        "| " + " | ".join(a for _, a in everything) + " |",
     ]
     for row in rows:
+        lines.append(f"| {row['variant']} | {row['name']} | " + " | ".join(cells(row)) + f" | {_size_speed_cells(row)}")
+    return lines
+
+
+def _binary_table(rows: list[dict[str, Any]]) -> list[str]:
+    def cells(row: dict[str, Any]) -> list[str]:
         sel = row.get("target_dev_selection")
         sel_cell = f"{sel['accuracy']['es']:.1f} / {sel['accuracy']['zh']:.1f}" if sel else "–"
-        lines.append(
-            f"| {row['variant']} | {row['name']} | {_cell(row, 'accuracy', 'en')} | {_cell(row, 'accuracy', 'es')} | "
-            f"{_cell(row, 'accuracy', 'zh')} | {sel_cell} | {_size_speed_cells(row)}"
-        )
-    return lines
+        return [*(_cell(row, "accuracy", lang) for lang in ("en", "es", "zh")), sel_cell]
+
+    columns = [("en acc", "--:"), ("es acc", "--:"), ("zh acc", "--:"), ("es/zh acc (target-dev sel.)", "--:")]
+    return _table(columns, rows, cells)
 
 
 def _five_class_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "| variant | row | acc en / es / zh | macro-F1 en / es / zh | MAE (stars) en / es / zh | params (M) "
-        "| × teacher params | b32 ex/s | × teacher speed b32 | × teacher speed b1 | commit |",
-        "| --- | --- | --- | --- | --- | --: | --: | --: | --: | --: | --- |",
-    ]
-    for row in rows:
-        acc, f1, mae = (
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [
             " / ".join(_cell(row, key, lang, spec) for lang in ("en", "es", "zh"))
             for key, spec in (("accuracy", ".1f"), ("macro_f1", ".1f"), ("mae", ".2f"))
-        )
-        lines.append(f"| {row['variant']} | {row['name']} | {acc} | {f1} | {mae} | {_size_speed_cells(row)}")
-    return lines
+        ]
+
+    columns = [("acc en / es / zh", "---"), ("macro-F1 en / es / zh", "---"), ("MAE (stars) en / es / zh", "---")]
+    return _table(columns, rows, cells)
