@@ -11,6 +11,7 @@ from xdistill.bench.marc import (
     ROWS,
     _student_rows,
     base_config,
+    kept_from,
     kept_rows,
     markdown_table,
     ordered_rows,
@@ -113,6 +114,16 @@ def test_rows_kept_from_an_earlier_run_name_their_run_and_the_new_ones_replace_t
     ]
     # A 5-class run replaces nothing binary.
     assert len(kept_rows(earlier, ["5class"], list(ROWS))) == 4
+    # Two earlier files (binary from one run, 5-class from another): both kept; the later file wins a clash.
+    five = {**earlier, "machine": {"commit": "f" * 40}, "rows": [_named("teacher", "5class", "f" * 40)]}
+    clash = {**earlier, "machine": {"commit": "e" * 40}, "rows": [_named("student-unsupervised", "binary", "e" * 40)]}
+    merged = kept_from([earlier, five, clash], ["binary"], ["student-unsupervised-4l"])
+    by_name = {(r["variant"], r["name"]): r["run"]["machine"]["commit"][0] for r in merged}
+    assert by_name == {
+        ("binary", "teacher-seed21"): "a",
+        ("binary", "student-unsupervised"): "e",
+        ("5class", "teacher"): "f",
+    }
 
 
 def test_five_class_table_shows_macro_f1_mae_and_each_rows_commit():

@@ -349,22 +349,22 @@ def bench_marc(
     set_: Optional[list[str]] = typer.Option(
         None, "--set", help="Student-side override for every row, e.g. student.layers=[0,1]."
     ),
-    keep_rows_from: Optional[Path] = typer.Option(
+    keep_rows_from: Optional[list[Path]] = typer.Option(
         None,
         "--keep-rows-from",
-        help="An earlier results JSON (e.g. the --out file): its rows this run does not produce are kept, "
-        "each naming the run and commit it came from.",
+        help="An earlier results JSON (repeatable; a later one wins): its rows this run does not produce are "
+        "kept, each naming the run and commit it came from.",
     ),
 ) -> None:
     """MARC en -> es/zh: teacher, no-KD student and distilled students in all transfer settings."""
     from .bench.marc import markdown_table, run_benchmark
 
-    previous = None
-    if keep_rows_from is not None:
+    previous = []
+    for path in keep_rows_from or []:
         try:
-            previous = json.loads(keep_rows_from.read_text(encoding="utf-8"))
+            previous.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
-            raise XdistillError(f"--keep-rows-from {keep_rows_from}: not a readable results JSON ({exc})") from None
+            raise XdistillError(f"--keep-rows-from {path}: not a readable results JSON ({exc})") from None
     variant = [v.value for v in variant]
     row = [r.value for r in row] if row else None
     out = out or Path("bench/results") / ("marc-quick.json" if quick else "marc.json")

@@ -425,11 +425,12 @@ def run_benchmark(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     overrides: list[str] = (),
-    keep_rows_from: dict[str, Any] | None = None,
+    keep_rows_from: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """``keep_rows_from``: an earlier results file (parsed); its rows this run does not produce stay in
+    """``keep_rows_from``: earlier results files (parsed); their rows this run does not produce stay in
     the output, each with the commit and run it came from (``run``), so one file can hold, say, the
-    binary rows of one run and the 5-class rows of another."""
+    binary rows of one run and the 5-class rows of another. A later file's row replaces an earlier
+    file's row of the same variant and name."""
     if not (data_dir / "marc" / "train_pool_en.csv").is_file():
         raise FileNotFoundError(
             f"{data_dir}/marc/train_pool_en.csv not found; pass --data-dir pointing at the shared data"
@@ -466,9 +467,11 @@ def run_benchmark(
         "rows": [],
     }
     row_names = rows or list(ROWS)
-    kept = kept_rows(keep_rows_from, variants, row_names) if keep_rows_from else []
+    kept = kept_from(keep_rows_from, variants, row_names)
     if keep_rows_from:
-        results["earlier_runs"] = [*keep_rows_from.get("earlier_runs", []), _run_record(keep_rows_from)]
+        results["earlier_runs"] = [
+            run for previous in keep_rows_from for run in (*previous.get("earlier_runs", []), _run_record(previous))
+        ]
     done: list[dict[str, Any]] = []
 
     def save_partial(variant_rows: list[dict[str, Any]]) -> None:
@@ -529,6 +532,17 @@ def kept_rows(previous: dict[str, Any], variants: list[str], rows: list[str]) ->
         for row in previous.get("rows", [])
         if (row["variant"], row["name"]) not in replaced
     ]
+
+
+def kept_from(previous_files: list[dict[str, Any]], variants: list[str], rows: list[str]) -> list[dict[str, Any]]:
+    """``kept_rows`` of several earlier files; a later file's row replaces an earlier one's of the same
+    variant and name."""
+    kept: list[dict[str, Any]] = []
+    for previous in previous_files:
+        newer = kept_rows(previous, variants, rows)
+        replaced = {(n["variant"], n["name"]) for n in newer}
+        kept = [r for r in kept if (r["variant"], r["name"]) not in replaced] + newer
+    return kept
 
 
 def ordered_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
