@@ -148,3 +148,11 @@ def test_module_entry_point_and_unknown_command():
     assert proc.returncode != 0
     assert "No such command" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_marc_keep_rows_from_a_file_that_is_not_a_results_file_is_one_line(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "other.json"
+    bad.write_text('{"rows": [{"name": "teacher"}]}')
+    code, _, err = run_cli(monkeypatch, capsys, "bench", "marc", "--keep-rows-from", str(bad))
+    assert code == 2
+    assert f"--keep-rows-from {bad}: not a `bench marc` results file" in err and "Traceback" not in err

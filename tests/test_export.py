@@ -455,3 +455,10 @@ def test_onnx_sessions_do_not_spin_and_timing_windows_keep_large_buffers(models,
     # Spinning threads would hold the cores after each call and slow the next model in the window.
     assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert steady_allocator() is (sys.platform == "linux")
+
+
+def test_openvino_export_without_openvino_says_what_to_install(models, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    with pytest.raises(ModelError, match=r"needs OpenVINO and NNCF: pip install 'xdistill\[openvino\]'"):
+        export_model(models["classifier"], "openvino", tmp_path / "ov")
+    assert not (tmp_path / "ov").exists()

@@ -362,9 +362,16 @@ def bench_marc(
     previous = []
     for path in keep_rows_from or []:
         try:
-            previous.append(json.loads(path.read_text(encoding="utf-8")))
+            earlier = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise XdistillError(f"--keep-rows-from {path}: not a readable results JSON ({exc})") from None
+        rows = earlier.get("rows") if isinstance(earlier, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and {"variant", "name"} <= set(r) for r in rows):
+            raise XdistillError(
+                f'--keep-rows-from {path}: not a `bench marc` results file (it needs a "rows" list whose rows '
+                'have "variant" and "name"); pass a marc.json that `xdistill bench marc` wrote'
+            )
+        previous.append(earlier)
     variant = [v.value for v in variant]
     row = [r.value for r in row] if row else None
     out = out or Path("bench/results") / ("marc-quick.json" if quick else "marc.json")

@@ -376,15 +376,19 @@ def _export_openvino(
     """OpenVINO IR (``openvino_model.xml`` + ``.bin``, the names optimum-intel loads) from the plain
     ONNX graph; OpenVINO fuses attention, LayerNorm and GELU itself. int8: NNCF post-training
     quantization calibrated on ``calibration`` (dev texts)."""
-    import openvino as ov
+    try:
+        import nncf  # imported for fp32 too: a missing half of the extra fails before any work
+        import openvino as ov
+    except ImportError:
+        raise ModelError(
+            "--format openvino needs OpenVINO and NNCF: pip install 'xdistill[openvino]' (make install has them)"
+        ) from None
 
     onnx_path = folder / "plain.onnx"
     _trace_onnx(reference, onnx_path)
     model = ov.convert_model(str(onnx_path))
     onnx_path.unlink()
     if quantize == "int8":
-        import nncf
-
         nncf.set_log_level(logging.ERROR)  # its progress bars and INFO lines would bury the CLI's output
         batches = _calibration_batches(reference, list(calibration or []))
         with _quiet_logging():
