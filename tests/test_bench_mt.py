@@ -169,9 +169,10 @@ def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_f
     assert results["runs"]["en-zh"]["kept_from_an_earlier_run"] is True
     assert results["runs"]["en-zh"]["machine"]["cpu"] == "Old CPU"
     results["runs"]["en-es"] = {"machine": results["machine"], "skipped": []}
+    results["runs"]["en-zh"]["machine"]["commit"] = "0123456789abcdef"
     table = markdown_table(results)
     assert (
-        "en-zh: measured on Old CPU (rows kept from an earlier run of the benchmark); rows left out "
+        "en-zh: measured on Old CPU at commit 0123456 (rows kept from an earlier run of the benchmark); rows left out "
         "(`--skip`): student-seqkd-wordkd." in table
     )
     assert "en-es: measured on New CPU." in table
@@ -199,6 +200,8 @@ def test_rows_carry_the_training_steps_from_the_stage_marker(tmp_path):
     marker.parent.mkdir(parents=True)
     marker.write_text(json.dumps({"hash": "x", "steps": 856, "seconds": 2400.5, "best_dev": 20.1}))
     assert training_cost(cfg, "student") == {"train_steps": 856, "train_seconds": 2400.5}
+    marker.write_text(json.dumps({"hash": "x", "commit": "abc123", "steps": 856, "seconds": 2400.5}))
+    assert training_cost(cfg, "student")["train_commit"] == "abc123"  # the code that trained it
 
 
 def test_training_throughput_and_learning_curve_come_from_the_students_log(tmp_path):

@@ -127,11 +127,12 @@ def teacher_config(pair: str, *, data_dir: Path, work_dir: Path, quick: bool) ->
 
 
 def training_cost(cfg: RunConfig, stage: str) -> dict[str, Any]:
-    """Steps and seconds the stage's training took, from its marker (also when an earlier
-    invocation trained it and this one reused it)."""
+    """Steps and seconds the stage's training took and the commit that trained it, from its marker
+    (also when an earlier invocation trained it and this one reused it: the row must not claim the
+    evaluating commit's code made the model)."""
     marker = Path(cfg.run_dir) / ".stages" / f"{stage}.json"
     done = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
-    return {f"train_{k}": done[k] for k in ("steps", "seconds") if k in done}
+    return {f"train_{k}": done[k] for k in ("steps", "seconds", "commit") if k in done}
 
 
 def keep_other_pairs(results: dict[str, Any], out: Path, pairs: list[str]) -> None:
@@ -517,6 +518,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     runs = results.get("runs") or {}
     for pair, run in runs.items():
         machine = (run.get("machine") or {}).get("cpu", "?")
+        commit = (run.get("machine") or {}).get("commit")
         left_out = [v for v in run.get("skipped", []) if v in VARIANTS.get(pair, {})]
         trained = {
             r["name"]: r["train_seconds"] for r in results["rows"] if r["pair"] == pair and r.get("train_seconds")
@@ -524,6 +526,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"{pair}: measured on {machine}"
+            + (f" at commit {commit[:7]}" if commit else "")
             + (" (rows kept from an earlier run of the benchmark)" if run.get("kept_from_an_earlier_run") else "")
             + (
                 "; training wall time " + ", ".join(f"{name} {sec / 60:.0f} min" for name, sec in trained.items())
