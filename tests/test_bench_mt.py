@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xdistill.bench.mt import VARIANTS, check_targets, markdown_table, pair_config
+from xdistill.bench.mt import VARIANTS, check_targets, markdown_table, pair_config, rows_to_run
 
 from test_cli import run_cli
 
@@ -102,6 +102,13 @@ def test_equal_budgets_and_learning_curves(tmp_path):
     }
     png = plot_learning_curves(curves, tmp_path / "mt.curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_skipping_the_last_row_still_leaves_a_last_row_for_the_engine_timing():
+    # The engine timing runs after the last row that runs: with the last row skipped it used never to run.
+    assert rows_to_run("en-zh", ["student-onpolicy"])[-1] == "student-seqkd-wordkd"
+    assert rows_to_run("en-zh", [])[-1] == "student-onpolicy"
+    assert rows_to_run("en-es", ["student-ref"]) == ["student-seqkd", "student-seqkd+mono"]
 
 
 def test_bench_mt_rejects_an_unknown_skip(monkeypatch, capsys):
