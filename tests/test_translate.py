@@ -327,8 +327,9 @@ def test_translate_cli_rejects_a_classifier_folder(tmp_path):
 # --- warm start from a pretrained encoder -------------------------------------------------------------
 
 
-def test_warm_started_encoder_reproduces_the_bert_encoder(tmp_path, mt_data):
-    from transformers import AutoModel, AutoTokenizer
+@pytest.mark.parametrize("train_output_layer", [False, True], ids=["tied", "own-output-layer"])
+def test_warm_started_encoder_reproduces_the_bert_encoder(tmp_path, mt_data, train_output_layer):
+    from transformers import AutoModel, AutoTokenizer, BartForConditionalGeneration
 
     from xdistill.config import Seq2SeqArchConfig
     from xdistill.models.tiny import create_random_encoder
@@ -336,23 +337,38 @@ def test_warm_started_encoder_reproduces_the_bert_encoder(tmp_path, mt_data):
 
     corpus = mt_data["test"] + [fake_translate(s) for s in mt_data["test"]]
     bert_dir = create_random_encoder(tmp_path / "bert", corpus)
-    arch = Seq2SeqArchConfig(init_encoder=str(bert_dir), decoder_layer_ids=[0], freeze_encoder=True, dropout=0.0)
+    arch = Seq2SeqArchConfig(
+        init_encoder=str(bert_dir),
+        decoder_layer_ids=[0],
+        freeze_encoder=True,
+        train_output_layer=train_output_layer,
+        dropout=0.0,
+    )
     model, tokenizer = build_warm_started(arch, corpus, 32, vocab_size=1000)
     bert, bert_tok = AutoModel.from_pretrained(bert_dir).eval(), AutoTokenizer.from_pretrained(bert_dir)
     texts = mt_data["test"][:4]
+    model.save_pretrained(tmp_path / "saved")
+    loaded = BartForConditionalGeneration.from_pretrained(tmp_path / "saved")
     with torch.no_grad():
         want = bert(**bert_tok(texts, return_tensors="pt", padding=True)).last_hidden_state
-        got = model.eval().model.encoder(**tokenizer(texts, return_tensors="pt", padding=True)).last_hidden_state
+        for bart in (model, loaded):  # as built and as a user's from_pretrained loads it
+            got = bart.eval().model.encoder(**tokenizer(texts, return_tensors="pt", padding=True)).last_hidden_state
+            # only the LayerNorm eps differs (BART 1e-5, BERT 1e-12)
+            assert torch.allclose(want, got, atol=2e-3)
+            # The decoder reads the same (trimmed) word vectors as the encoder, tied or not.
+            assert torch.equal(bart.model.decoder.embed_tokens.weight, bart.model.encoder.embed_tokens.weight)
     assert len(tokenizer) < len(bert_tok)  # trimmed to the corpus
-    assert torch.allclose(want, got, atol=2e-3)  # only the LayerNorm eps differs (BART 1e-5, BERT 1e-12)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith(("model.decoder.", "final_logits")) for n in trainable)
+    decoder_only = ("model.decoder.layers.", "model.decoder.embed_positions", "model.decoder.layernorm", "final_logits")
+    assert trainable and all(n.startswith(decoder_only + ("lm_head",)) for n in trainable)
+    assert ("lm_head.weight" in trainable) == train_output_layer
     assert torch.equal(model.model.decoder.layers[0].fc1.weight, bert.encoder.layer[0].intermediate.dense.weight)
     # The decoder starts from the encoder's positions, not random ones.
     # (BART's first 2 position rows are an offset no token uses.)
     dec, enc = model.model.decoder.embed_positions.weight, model.model.encoder.embed_positions.weight
     assert torch.equal(dec[2:], enc[2:])
-    assert model.lm_head.weight is model.model.shared.weight  # tied: the output layer is frozen with the embeddings
+    if not train_output_layer:  # tied: the output layer is frozen with the embeddings
+        assert model.lm_head.weight is model.model.shared.weight
 
 
 def test_a_frozen_encoder_teacher_can_train_its_output_layer(tmp_path, mt_data):

@@ -143,7 +143,8 @@ def build_warm_started(
         # to reach them, and the frozen encoder would cost as much as a trained one.
         for p in model.model.encoder.parameters():
             p.requires_grad = False
-        model.model.shared.weight.requires_grad = False
+        for table in _input_embeddings(model):
+            table.weight.requires_grad = False
         if arch.train_output_layer:
             # The output layer (untied above) starts as the embeddings and trains: a frozen one caps
             # the teacher at what the encoder's word vectors can score.
@@ -156,7 +157,12 @@ def build_warm_started(
 @torch.no_grad()
 def _copy_weights(bert_model, bart, kept: list[int], enc_layers: list[int], dec_layers: list[int]) -> None:
     emb = bert_model.embeddings
-    bart.model.shared.weight.copy_(emb.word_embeddings.weight[torch.tensor(kept)])
+    words = emb.word_embeddings.weight[torch.tensor(kept)]
+    # Untied (tie_word_embeddings false, for a trained output layer), transformers gives the encoder
+    # and the decoder input embeddings of their own, not views of `shared`: each gets the copy, else
+    # the frozen encoder would read random word vectors and its teacher ignore the source.
+    for table in _input_embeddings(bart):
+        table.weight.copy_(words)
     pos = bart.model.encoder.embed_positions.weight
     n = emb.position_embeddings.weight.shape[0]
     pos[BART_POSITION_OFFSET : BART_POSITION_OFFSET + n].copy_(
@@ -175,6 +181,15 @@ def _copy_weights(bert_model, bart, kept: list[int], enc_layers: list[int], dec_
     for dst, src in zip(bart.model.decoder.layers, dec_layers):
         _copy_layer(bert_model.encoder.layer[src], dst)
         _copy_attention(bert_model.encoder.layer[src].attention, dst.encoder_attn)
+
+
+def _input_embeddings(bart) -> list[nn.Embedding]:
+    """``shared`` and the encoder's and decoder's input embeddings, each table once (tied: one)."""
+    tables = [bart.model.shared, bart.model.encoder.embed_tokens, bart.model.decoder.embed_tokens]
+    unique: dict[int, nn.Embedding] = {}
+    for table in tables:
+        unique.setdefault(id(table.weight), table)
+    return list(unique.values())
 
 
 def _copy_linear(src, dst) -> None:
