@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# Test processes (pytest-xdist): one per core; each runs torch on one thread (tests/conftest.py).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install clean
 
@@ -31,7 +33,7 @@ test: install
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs .xdistill-cache .pytest_cache

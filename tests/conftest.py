@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +15,11 @@ TINY = ROOT / "configs" / "tiny.yaml"
 os.environ.setdefault("XDISTILL_NO_PROGRESS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist worker per core: each (and the CLIs it starts) on one thread,
+    # else two workers of two threads each would fight over two cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def write_config(path: Path, data: dict) -> Path:
