@@ -42,7 +42,9 @@ def test_bad_on_policy_settings_name_the_flag():
         GeneralizedJSDLoss(beta=1.0)
 
 
-def test_the_student_trains_on_its_own_samples(tmp_path):
+def test_the_student_trains_on_its_own_samples(tmp_path, monkeypatch):
+    from transformers.generation import utils as generation_utils
+
     from xdistill.config import Seq2SeqArchConfig
     from xdistill.distill.translate import sample_translations
     from xdistill.models.seq2seq import build_marian, train_tokenizer
@@ -53,7 +55,10 @@ def test_the_student_trains_on_its_own_samples(tmp_path):
         Seq2SeqArchConfig(encoder_layers=1, decoder_layers=1, d_model=16, ffn_size=32, heads=2), tok, 16
     ).train()
     batch = tok(["a good phone", "bad battery"], padding=True, return_tensors="pt")
+    warnings = []
+    monkeypatch.setattr(generation_utils.logger, "warning", lambda msg, *a, **k: warnings.append(msg))
     labels = sample_translations(model, tok, batch, 12, 1.0)
+    assert not [w for w in warnings if "max_new_tokens" in w]  # no length warning on every sampled batch
     assert model.training  # back in training mode after sampling
     assert labels.shape[0] == 2 and labels.shape[1] <= 12
     assert ((labels == -100) | (labels >= 0)).all() and (labels != tok.pad_token_id).all()

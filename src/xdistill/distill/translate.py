@@ -195,7 +195,10 @@ def sample_translations(model, tokenizer, batch: dict[str, torch.Tensor], max_le
             top_p=1.0,
             num_beams=1,
             temperature=temperature,
-            max_new_tokens=max_length,
+            # As a total length (the decoder start token + ``max_length`` new tokens): the model's
+            # generation_config already sets max_length, and passing max_new_tokens beside it makes
+            # transformers warn on every sampled batch. The samples are the same either way.
+            max_length=max_length + 1,
         )
     finally:
         model.train(was_training)
