@@ -235,3 +235,24 @@ def test_training_throughput_and_learning_curve_come_from_the_students_log(tmp_p
     assert got["train_gflops_estimate"] == pytest.approx(6 * 1e6 * 700 * 20 / 60 / 1e9)
     peak = machine_peak_gflops()
     assert peak["threads"] == 2 and peak["flop_per_cycle_per_core"] in (8, 32, 64)
+
+
+def test_a_method_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from xdistill.bench.mt import plot_learning_curves
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    points = [{"step": 10, "minutes": 0.5, "chrf": 3.0}]
+    plot_learning_curves(
+        {
+            "en-es": {"student-ref": points, "student-seqkd": points},
+            "en-zh": {"student-onpolicy": points, "student-ref": points},
+        },
+        tmp_path / "mt.curves.png",
+    )
+    es, zh = figures[0].axes
+    colour = {ax: {line.get_label(): line.get_color() for line in ax.lines} for ax in (es, zh)}
+    assert colour[es]["student-ref"] == colour[zh]["student-ref"]
+    assert len({*colour[es].values(), *colour[zh].values()}) == 3  # three methods, three colours

@@ -445,11 +445,15 @@ def plot_learning_curves(curves: dict[str, dict[str, list[dict[str, float]]]], p
     import matplotlib.pyplot as plt
 
     pairs = sorted(curves) or ["(none)"]
+    # One colour per method in every panel (student-ref looks the same for en-es and en-zh).
+    methods = sorted({name for pair in pairs for name in curves.get(pair, {})})
+    colour = {name: f"C{i % 10}" for i, name in enumerate(methods)}
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4), squeeze=False)
     for ax, pair in zip(axes[0], pairs):
         for name, points in sorted(curves.get(pair, {}).items()):
             if points:
-                ax.plot([p["minutes"] for p in points], [p["chrf"] for p in points], marker="o", label=name)
+                x, y = [p["minutes"] for p in points], [p["chrf"] for p in points]
+                ax.plot(x, y, marker="o", label=name, color=colour[name])
         ax.set(title=pair, xlabel="training minutes (2 CPU threads)", ylabel="dev chrF")
         ax.grid(alpha=0.3)
         if ax.lines:
