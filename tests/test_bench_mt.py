@@ -148,9 +148,35 @@ def test_export_table_says_where_re_measured_translation_rows_come_from():
     }
     assert "re-measured" not in export_table(results)
     results.update(mt_machine={"cpu": "New CPU"}, mt_wall_seconds=240)
-    assert "The translation (mt-*) rows were re-measured with `--mt-only` on New CPU in 4.0 min." in export_table(
-        results
+    assert "re-measured with `--mt-only` on New CPU (the last such run took 4.0 min)." in export_table(results)
+    results["rows"][0]["measured_on"] = {"cpu": "New CPU", "commit": "8045df84123c", "dirty": False}
+    assert "Measured at: mt-en-zh commit 8045df8." in export_table(results)
+
+
+def test_mt_only_records_where_each_translation_row_was_measured(tmp_path, monkeypatch):
+    from xdistill.bench import export
+    from xdistill.io_utils import atomic_write_json
+
+    out = tmp_path / "export.json"
+    zh = {"model": "mt-en-zh", "format": "ct2-int8", "metric": "chrf", "value": 8.4, "disk_mb": 15.0}
+    es = {**zh, "model": "mt-en-es", "value": 0.0}
+    earlier = {"cpu": "CPU", "commit": "b" * 40, "dirty": False}
+    atomic_write_json(out, {"machine": {"cpu": "CPU", "commit": "a" * 40}, "mt_machine": earlier, "rows": [zh, es]})
+    before = out.read_text()
+    # What git would say: the checkout is dirty once this run has rewritten the tracked results file.
+    monkeypatch.setattr(
+        export, "machine_info", lambda: {"cpu": "CPU", "commit": "c" * 40, "dirty": out.read_text() != before}
     )
+
+    def measure(results, mt_students, *, out, measured_on, **_):
+        results["rows"].append({**es, "value": 24.7, "measured_on": measured_on})
+        atomic_write_json(out, results)
+
+    monkeypatch.setattr(export, "_measure_mt", measure)
+    got = export._add_mt_rows(out, {"en-es": tmp_path}, data_dir=tmp_path, work_dir=tmp_path, quick=True, echo=print)
+    assert got["mt_machine"] == {"cpu": "CPU", "commit": "c" * 40, "dirty": False}  # its own output is no change
+    on = {r["model"]: r["measured_on"]["commit"] for r in got["rows"]}
+    assert on == {"mt-en-zh": "b" * 40, "mt-en-es": "c" * 40}  # the kept row keeps the earlier run's commit
 
 
 def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_from(tmp_path):

@@ -301,7 +301,16 @@ def run_benchmark(
     if embed_student is not None:
         results["rows"] += _encoder_rows(data_dir, work_dir, embed_student, embed_config, repeats=repeats, echo=echo)
         atomic_write_json(out, results)
-    _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
+    _measure_mt(
+        results,
+        mt_students,
+        data_dir=data_dir,
+        work_dir=work_dir,
+        quick=quick,
+        out=out,
+        echo=echo,
+        measured_on=results["machine"],
+    )
     echo(f"[export] serve load test: {clients} clients, {seconds:g} s")
     cfg, _ = _marc_config(data_dir, work_dir, quick)
     test = load_test(cfg)
@@ -439,9 +448,11 @@ def _measure_mt(
     quick: bool,
     out: Path,
     echo: Callable[[str], None],
+    measured_on: dict[str, Any],
 ) -> None:
     """PyTorch fp32 vs CTranslate2 int8 rows for each translation student, on FLORES-200 devtest,
-    timed in one interleaved window (greedy)."""
+    timed in one interleaved window (greedy). Each row records ``measured_on`` (machine and commit):
+    a later ``--mt-only`` run replaces some rows and keeps the others."""
 
     for pair, folder in mt_students.items():
         mt_cfg = load_config(
@@ -455,7 +466,7 @@ def _measure_mt(
         res = export_model(folder, "ctranslate2", work_dir / f"mt-{pair}-ct2-int8", quantize="int8")
         models[f"mt-{pair} ct2-int8"] = load_model(work_dir / f"mt-{pair}-ct2-int8")
         # Which run the student comes from (e.g. runs/bench-mt/quick/en-zh/student-seqkd/student).
-        made_by = {"student_folder": str(folder)}
+        made_by = {"student_folder": str(folder), "measured_on": measured_on}
         rows = {
             name: {**translator_row(model, f"mt-{pair}", name.rsplit(" ", 1)[1], pairs, target), **made_by}
             for name, model in models.items()
@@ -480,13 +491,28 @@ def _add_mt_rows(
         raise XdistillError(f"--mt-only adds to an existing {out}; run `xdistill bench export` without it first")
     if not mt_students:
         raise XdistillError("--mt-only needs at least one --mt PAIR=FOLDER")
+    # Before this run writes anything: its own output file must not make the checkout look dirty.
+    machine = machine_info()
     results = json.loads(out.read_text(encoding="utf-8"))
+    for row in results["rows"]:
+        # Translation rows from before rows carried it: measured by the previous --mt-only run, if any.
+        if row["model"].startswith("mt-") and "measured_on" not in row:
+            row["measured_on"] = results.get("mt_machine") or results["machine"]
     results["rows"] = [r for r in results["rows"] if r["model"] not in {f"mt-{p}" for p in mt_students}]
     start = time.perf_counter()
-    _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
+    _measure_mt(
+        results,
+        mt_students,
+        data_dir=data_dir,
+        work_dir=work_dir,
+        quick=quick,
+        out=out,
+        echo=echo,
+        measured_on=machine,
+    )
     results["mt_wall_seconds"] = time.perf_counter() - start
-    # The kept rows were measured on results["machine"]; the re-measured ones may be on another.
-    results["mt_machine"] = machine_info()
+    # The kept rows were measured on results["machine"] (or say otherwise); the re-measured ones may be on another.
+    results["mt_machine"] = machine
     results["targets"] = check_targets(results["rows"])
     atomic_write_json(out, results)
     return results
@@ -552,10 +578,18 @@ def _mt_provenance(results: dict[str, Any]) -> str:
     mt_machine = results.get("mt_machine")
     if not mt_machine:
         return ""
-    return (
+    text = (
         f" The translation (mt-*) rows were re-measured with `--mt-only` on {mt_machine['cpu']} "
-        f"in {results.get('mt_wall_seconds', 0) / 60:.1f} min."
+        f"(the last such run took {results.get('mt_wall_seconds', 0) / 60:.1f} min)."
     )
+    where = {}
+    for row in results["rows"]:
+        if row["model"].startswith("mt-") and row.get("measured_on"):
+            on = row["measured_on"]
+            where.setdefault(row["model"], f"commit {str(on.get('commit'))[:7]}{' (dirty)' if on.get('dirty') else ''}")
+    if where:
+        text += " Measured at: " + "; ".join(f"{model} {at}" for model, at in where.items()) + "."
+    return text
 
 
 def markdown_table(results: dict[str, Any]) -> str:
