@@ -268,8 +268,9 @@ def test_a_method_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
 
     from xdistill.bench.mt import plot_learning_curves
 
-    figures = []
-    monkeypatch.setattr(plt, "close", figures.append)
+    figures, close = [], plt.close
+    # Keep the figure for inspection, and still close it: a figure left open leaks into later tests.
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
     points = [{"step": 10, "minutes": 0.5, "chrf": 3.0}]
     plot_learning_curves(
         {
@@ -278,6 +279,7 @@ def test_a_method_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
         },
         tmp_path / "mt.curves.png",
     )
+    assert plt.get_fignums() == []
     es, zh = figures[0].axes
     colour = {ax: {line.get_label(): line.get_color() for line in ax.lines} for ax in (es, zh)}
     assert colour[es]["student-ref"] == colour[zh]["student-ref"]
