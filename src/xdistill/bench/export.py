@@ -301,16 +301,7 @@ def run_benchmark(
     if embed_student is not None:
         results["rows"] += _encoder_rows(data_dir, work_dir, embed_student, embed_config, repeats=repeats, echo=echo)
         atomic_write_json(out, results)
-    _measure_mt(
-        results,
-        mt_students,
-        data_dir=data_dir,
-        work_dir=work_dir,
-        quick=quick,
-        out=out,
-        echo=echo,
-        measured_on=results["machine"],
-    )
+    _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
     echo(f"[export] serve load test: {clients} clients, {seconds:g} s")
     cfg, _ = _marc_config(data_dir, work_dir, quick)
     test = load_test(cfg)
@@ -448,11 +439,13 @@ def _measure_mt(
     quick: bool,
     out: Path,
     echo: Callable[[str], None],
-    measured_on: dict[str, Any],
+    measured_on: dict[str, Any] | None = None,
 ) -> None:
     """PyTorch fp32 vs CTranslate2 int8 rows for each translation student, on FLORES-200 devtest,
-    timed in one interleaved window (greedy). Each row records ``measured_on`` (machine and commit):
-    a later ``--mt-only`` run replaces some rows and keeps the others."""
+    timed in one interleaved window (greedy). Each row records ``measured_on`` (machine and commit;
+    None: the results file's own, as in a full run): a later ``--mt-only`` run replaces some rows and
+    keeps the others."""
+    measured_on = measured_on or results["machine"]
 
     for pair, folder in mt_students.items():
         mt_cfg = load_config(
@@ -511,7 +504,7 @@ def _add_mt_rows(
         measured_on=machine,
     )
     results["mt_wall_seconds"] = time.perf_counter() - start
-    # The kept rows were measured on results["machine"] (or say otherwise); the re-measured ones may be on another.
+    # The latest --mt-only run; each translation row names its own (kept rows may come from an earlier one).
     results["mt_machine"] = machine
     results["targets"] = check_targets(results["rows"])
     atomic_write_json(out, results)
