@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from xdistill.bench.marc import (
     ordered_rows,
     row_config,
 )
+
+from conftest import write_config
 
 
 def entry(acc: dict[str, float], params: int = 10, speed: float = 50.0, speedup: float = 5.0) -> dict:
@@ -142,3 +145,40 @@ def test_five_class_table_shows_macro_f1_mae_and_each_rows_commit():
     assert "macro-F1 en / es / zh" in table and "MAE (stars)" in table
     assert "| 45.0 / 44.0 / 40.0 | 43.0 / 42.5 / 38.0 | 0.71 / 0.74 / 0.83 |" in table
     assert table.rstrip().endswith("| ccccccc |")
+
+
+def test_marc_dev_scores_every_candidate_on_dev_and_chooses_among_the_benchmark_size(tmp_path: Path, tiny_raw):
+    from xdistill.bench import marc_dev
+
+    config = write_config(tmp_path / "tiny.yaml", tiny_raw)
+    candidates = {
+        "two layers": ([], []),
+        "three layers": (["student.layers=[0,2,3]"], []),
+        "two layers, soft targets only": (["distill.alpha=0.0"], []),
+    }
+    out = tmp_path / "marc-dev.json"
+    results = marc_dev.run_dev_selection(
+        config=config,
+        data_dir=Path("builtin:"),
+        out=out,
+        work_dir=tmp_path / "w",
+        e5_path=None,
+        candidates=candidates,
+        jobs=2,
+        progress=False,
+        echo=lambda _: None,
+    )
+    assert [c["name"] for c in results["candidates"]] == list(candidates)
+    assert [c["layers"] for c in results["candidates"]] == [[0, 3], [0, 2, 3], [0, 3]]
+    for c in results["candidates"]:
+        # The saved epoch is the best English dev epoch, and its figures are that epoch's.
+        best = max(c["epochs"], key=lambda e: e["en/accuracy"])
+        assert c["selected"]["en/accuracy"] == best["en/accuracy"]
+        assert {"es/agreement", "zh/accuracy"} <= set(c["selected"])
+    # Only 2-layer candidates may be chosen, whatever the 3-layer one scores.
+    two = [c for c in results["candidates"] if len(c["layers"]) == 2]
+    assert results["chosen"]["name"] == max(two, key=lambda c: c["selected"]["en/accuracy"])["name"]
+    assert set(results["teacher_dev_accuracy"]) == {"en", "es", "zh"}
+    assert json.loads(out.read_text())["recipes_tried"] == 3
+    table = marc_dev.dev_markdown(results)
+    assert "| three layers | 3 |" in table and "Chosen on English dev" in table

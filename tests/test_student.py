@@ -113,3 +113,14 @@ def test_a_student_with_frozen_embeddings_keeps_the_teachers_word_vectors(tiny_r
     assert torch.equal(t_rows, s_rows)  # trimmed, but not trained
     # ... while the layers above did train.
     assert not torch.equal(teacher.encoder.layer[0].output.dense.weight, student.encoder.layer[0].output.dense.weight)
+
+
+def test_batches_and_predictions_follow_the_device_of_the_model():
+    # On a GPU, fit() and predict() move each batch to where the model is; checked here with the
+    # "meta" device, which every torch build has.
+    from xdistill.models.batches import model_device, to_device
+
+    assert model_device(torch.nn.Linear(2, 2).to("meta")).type == "meta"
+    assert model_device(object()) == torch.device("cpu")  # ONNX / OpenVINO runtimes: no torch weights
+    batch = to_device({"input_ids": torch.ones(2, 3), "rows": [0, 1]}, torch.device("meta"))
+    assert batch["input_ids"].device.type == "meta" and batch["rows"] == [0, 1]

@@ -460,6 +460,31 @@ def bench_embed_dev(
     _bench_written(dev_markdown(results), out)
 
 
+@bench_app.command("marc-dev")
+def bench_marc_dev(
+    data_dir: Path = typer.Option(Path("../shared/data"), "--data-dir", help="Folder holding marc/."),
+    config: Path = typer.Option(Path("configs/marc-binary.yaml"), "--config", help="The recipe to tune."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Candidates trained at once (a GPU fits many; 2 cores: 1)."),
+    out: Path = typer.Option(Path("bench/results/marc-dev.json"), "--out", help="JSON to write."),
+    work_dir: Path = typer.Option(Path("runs/bench-marc-dev"), "--work-dir", help="Models and caches of the pilots."),
+    e5: Path = typer.Option(Path("models/e5-small"), "--e5", help="The e5 folder (imported if missing)."),
+) -> None:
+    """Choose the MARC student recipe on dev files only; per student size, how close each recipe gets."""
+    from .bench.marc_dev import dev_markdown, run_dev_selection
+
+    results = run_dev_selection(
+        config=config,
+        data_dir=data_dir,
+        out=out,
+        work_dir=work_dir,
+        e5_path=e5,
+        jobs=jobs,
+        progress=_state["progress"],
+        echo=typer.echo,
+    )
+    _bench_written(dev_markdown(results), out)
+
+
 @bench_app.command("mt")
 def bench_mt(
     data_dir: Path = typer.Option(

@@ -10,6 +10,7 @@ from .embed import dev_markdown as embed_dev_table
 from .embed import markdown_table as embed_table
 from .export import markdown_table as export_table
 from .marc import markdown_table as marc_table
+from .marc_dev import dev_markdown as marc_dev_table
 from .mt import markdown_table as mt_table
 
 HEADER = """# Benchmarks
@@ -24,6 +25,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     sections = (
         ("marc.json", "MARC, full run", marc_table),
         ("marc-quick.json", "MARC, --quick", marc_table),
+        ("marc-dev.json", "MARC, recipes chosen on dev", marc_dev_table),
         ("embed-dev.json", "Sentence embeddings, recipe chosen on dev", embed_dev_table),
         ("embed.json", "Sentence embeddings, full run", embed_table),
         ("embed-quick.json", "Sentence embeddings, --quick", embed_table),

@@ -31,7 +31,7 @@ from ..fingerprints import fingerprint_folder
 from ..layout import logs_dir, student_dir, teacher_dir
 from ..losses import AttentionKLLoss, EmbeddingMSELoss, HiddenStateMSELoss, SoftTargetLoss
 from ..metrics.classification import agreement, classification_metrics
-from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
+from ..models.batches import compute_device, encode_texts, pad_ids, pad_token_id, predict
 from ..models.classifier import (
     SequenceClassifier,
     is_hf_sequence_classifier,
@@ -253,7 +253,9 @@ def distill_student(cfg: RunConfig, *, progress: bool = True) -> FitResult:
         attn_implementation=attn,
         max_length=cfg.teacher.max_length,
     )
-    teacher.eval()
+    # On a GPU the frozen teacher runs there too: its cached outputs and, for hidden-state and
+    # attention losses, its forward pass on each batch (which fit() puts on the student's device).
+    teacher.to(compute_device()).eval()
     for p in teacher.parameters():
         p.requires_grad = False
 

@@ -27,6 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from ..config import TrainConfig
 from ..io_utils import atomic_write_text
+from ..models.batches import to_device
 from .checkpoint import CheckpointDir, ResumableBatches, ShardedBatches, ShuffledBatches
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,9 @@ def fit(
     if steps_per_epoch == 0:
         raise ValueError("no training examples: check the data section of the config")
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    extra_modules = list(extra_modules)
+    # Loss modules with weights (projections) live beside the student; the student itself is
+    # placed by accelerator.prepare below.
+    extra_modules = [m.to(accelerator.device) for m in extra_modules]
     modules = [model, *extra_modules]
     optimizer = torch.optim.AdamW(_param_groups(modules, cfg.weight_decay), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
@@ -275,7 +278,7 @@ def fit(
         skip_batches = 0
         step_start = time.perf_counter()
         for batch in loader:
-            parts = step_fn(batch, wrapped)
+            parts = step_fn(to_device(batch, accelerator.device), wrapped)
             loss = parts["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data")

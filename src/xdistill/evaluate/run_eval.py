@@ -15,7 +15,7 @@ from ..config import RunConfig
 from ..data.splits import load_test, text_pairs
 from ..layout import student_dir, teacher_dir
 from ..metrics.classification import agreement, classification_metrics
-from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
+from ..models.batches import compute_device, encode_texts, pad_ids, pad_token_id, predict
 from ..models.classifier import load_classifier
 from .report import write_report
 from .size_speed import count_parameters, disk_mb, measure_speeds
@@ -79,6 +79,7 @@ def evaluate_classifier(
     logits in data.labels order. Returns the report entry and the predictions per language (for
     agreement with a reference) and the pieces every text is cut into (to compare tokenisations)."""
     model, tokenizer = load_classifier(folder, flag=name, labels=cfg.data.labels, max_length=cfg.teacher.max_length)
+    model.to(compute_device())  # accuracy only: speed is measured apart, on the CPU
     pad = pad_token_id(tokenizer)
     entry: dict[str, Any] = {"path": str(folder), **count_parameters(model), "disk_mb": disk_mb(folder), "metrics": {}}
     predictions: dict[str, np.ndarray] = {}

@@ -42,6 +42,24 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     return input_ids, mask
 
 
+def compute_device() -> torch.device:
+    """Where frozen models (a teacher whose outputs are cached) run: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_device(model) -> torch.device:
+    """The device of ``model``'s weights; CPU for runtimes without torch parameters (ONNX, OpenVINO)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch with every tensor on ``device`` (other values as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def pad_token_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -64,12 +82,13 @@ def predict(
     """
     was_training = model.training
     model.eval()
+    device = model_device(model)
     order = np.argsort([len(s) for s in ids], kind="stable")
     collected: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, unit="batch"):
         idx = order[start : start + batch_size]
         input_ids, mask = pad_ids([ids[i] for i in idx], pad_id)
-        out = model(input_ids, mask)
+        out = model(input_ids.to(device), mask.to(device))
         for name in outputs:
             collected[name].append(out[name].float().cpu().numpy())
     if was_training:
