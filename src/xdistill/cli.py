@@ -447,17 +447,7 @@ def bench_embed_dev(
                 raise XdistillError(f"--candidate {item!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
             candidates[name] = sets.split(",")
     out = out or Path("bench/results/embed-dev.json")
-    results = run_dev_selection(
-        config=config,
-        data_dir=data_dir,
-        out=out,
-        work_dir=work_dir,
-        e5_path=e5,
-        candidates=candidates,
-        progress=_state["progress"],
-        echo=typer.echo,
-    )
-    _bench_written(dev_markdown(results), out)
+    _dev_selection(run_dev_selection, dev_markdown, config, data_dir, out, work_dir, e5, candidates=candidates)
 
 
 @bench_app.command("marc-dev")
@@ -472,17 +462,22 @@ def bench_marc_dev(
     """Choose the MARC student recipe on dev files only; per student size, how close each recipe gets."""
     from .bench.marc_dev import dev_markdown, run_dev_selection
 
-    results = run_dev_selection(
+    _dev_selection(run_dev_selection, dev_markdown, config, data_dir, out, work_dir, e5, jobs=jobs)
+
+
+def _dev_selection(run, table, config: Path, data_dir: Path, out: Path, work_dir: Path, e5: Path, **options) -> None:
+    """A recipe-choice benchmark (``bench embed-dev``, ``bench marc-dev``): run it, print and write its table."""
+    results = run(
         config=config,
         data_dir=data_dir,
         out=out,
         work_dir=work_dir,
         e5_path=e5,
-        jobs=jobs,
         progress=_state["progress"],
         echo=typer.echo,
+        **options,
     )
-    _bench_written(dev_markdown(results), out)
+    _bench_written(table(results), out)
 
 
 @bench_app.command("mt")
