@@ -179,6 +179,42 @@ def test_mt_only_records_where_each_translation_row_was_measured(tmp_path, monke
     assert on == {"mt-en-zh": "b" * 40, "mt-en-es": "c" * 40}  # the kept row keeps the earlier run's commit
 
 
+def test_marc_only_replaces_the_marc_rows_and_keeps_the_others_with_their_commits(tmp_path, monkeypatch):
+    from xdistill.bench import export
+    from xdistill.io_utils import atomic_write_json
+
+    out = tmp_path / "export.json"
+    row = {"format": "pytorch-fp32", "metric": "accuracy", "value": 83.0, "disk_mb": 78.0}
+    old = [{**row, "model": "marc-student"}, {**row, "model": "embed-student"}, {**row, "model": "mt-en-es"}]
+    atomic_write_json(
+        out,
+        {"machine": {"cpu": "CPU", "commit": "a" * 40}, "mt_machine": {"cpu": "CPU", "commit": "b" * 40}, "rows": old},
+    )
+    monkeypatch.setattr(export, "machine_info", lambda: {"cpu": "New CPU", "commit": "c" * 40, "dirty": False})
+    monkeypatch.setattr(export, "_classifier_rows", lambda *a, **k: [{**row, "model": "marc-student", "value": 84.0}])
+    serve = {"model": "m", "clients": 2, "seconds": 1, "requests_per_s": 9.0, "p50_ms": 1, "p99_ms": 2, "errors": 0}
+    monkeypatch.setattr(export, "_serve_load_test", lambda *a, **k: serve)
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "config.json").write_text("{}")
+    got = export.run_benchmark(
+        data_dir=tmp_path,
+        out=out,
+        work_dir=tmp_path,
+        marc_student=student,
+        marc_teacher=student,
+        mt_students={},
+        marc_only=True,
+        echo=print,
+    )
+    on = {r["model"]: (r["value"], r["measured_on"]["commit"][0]) for r in got["rows"]}
+    assert on == {"marc-student": (84.0, "c"), "embed-student": (83.0, "a"), "mt-en-es": (83.0, "b")}
+    assert json.loads(out.read_text())["serve"] == serve
+    table = export.markdown_table(got)
+    assert "re-measured with `--marc-only` on New CPU" in table
+    assert "Measured at: marc-student commit ccccccc; embed-student commit aaaaaaa; mt-en-es commit bbbbbbb." in table
+
+
 def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_from(tmp_path):
     from xdistill.bench.mt import keep_other_pairs
 

@@ -558,6 +558,11 @@ def bench_export(
     mt_only: bool = typer.Option(
         False, "--mt-only", help="Measure only the --mt students; keep the MARC rows and load test already in --out."
     ),
+    marc_only: bool = typer.Option(
+        False,
+        "--marc-only",
+        help="Measure only the MARC student (and the load test); keep the embedding and translation rows in --out.",
+    ),
 ) -> None:
     """PyTorch fp32 vs ONNX and OpenVINO, fp32 and int8 (vs CTranslate2 int8): accuracy, size, speed; serve load test."""
     from .bench.export import markdown_table, run_benchmark
@@ -579,6 +584,7 @@ def bench_export(
         embed_student=embed_student if embed_student and str(embed_student) not in ("", ".") else None,
         quick=quick,
         mt_only=mt_only,
+        marc_only=marc_only,
         seconds=10.0 if quick else 30.0,
         echo=typer.echo,
     )

@@ -262,13 +262,24 @@ def run_benchmark(
     clients: int = 32,
     seconds: float = 30.0,
     mt_only: bool = False,
+    marc_only: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     if mt_only:
         return _add_mt_rows(out, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, echo=echo)
-    for path, what in ((marc_student, "MARC student"), (marc_teacher, "MARC teacher")):
-        if not (path / "config.json").is_file():
-            raise XdistillError(f"no {what} in {path}; run `xdistill bench marc` first or pass its folder")
+    _require_marc(marc_student, marc_teacher)
+    if marc_only:
+        return _add_marc_rows(
+            out,
+            data_dir=data_dir,
+            work_dir=work_dir,
+            marc_student=marc_student,
+            marc_teacher=marc_teacher,
+            quick=quick,
+            clients=clients,
+            seconds=seconds,
+            echo=echo,
+        )
     if embed_student is not None and not (embed_student / MODEL_INFO).is_file():
         raise XdistillError(
             f"no embedding student in {embed_student}; run `xdistill bench embed` first or pass its folder"
@@ -302,16 +313,72 @@ def run_benchmark(
         results["rows"] += _encoder_rows(data_dir, work_dir, embed_student, embed_config, repeats=repeats, echo=echo)
         atomic_write_json(out, results)
     _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
+    results["serve"] = _serve_load_test(data_dir, work_dir, quick=quick, clients=clients, seconds=seconds, echo=echo)
+    results["targets"] = check_targets(results["rows"])
+    results["wall_seconds"] = time.perf_counter() - start
+    atomic_write_json(out, results)
+    return results
+
+
+def _require_marc(marc_student: Path, marc_teacher: Path) -> None:
+    for path, what in ((marc_student, "MARC student"), (marc_teacher, "MARC teacher")):
+        if not (path / "config.json").is_file():
+            raise XdistillError(f"no {what} in {path}; run `xdistill bench marc` first or pass its folder")
+
+
+def _serve_load_test(
+    data_dir: Path, work_dir: Path, *, quick: bool, clients: int, seconds: float, echo: Callable[[str], None]
+) -> dict[str, Any]:
     echo(f"[export] serve load test: {clients} clients, {seconds:g} s")
     cfg, _ = _marc_config(data_dir, work_dir, quick)
-    test = load_test(cfg)
-    reviews = [e.text for exs in test.values() for e in exs][:2000]
-    results["serve"] = {
+    reviews = [e.text for exs in load_test(cfg).values() for e in exs][:2000]
+    return {
         "model": "marc-student openvino-int8",
         **load_test_serve(work_dir / "marc-student-openvino-int8", reviews, clients=clients, seconds=seconds),
     }
+
+
+def _earlier_rows(out: Path, flag: str) -> dict[str, Any]:
+    """The results file a partial re-run (``flag``) adds to, every row naming where it was measured
+    (rows from before rows carried it: the machine of the run that wrote them)."""
+    if not out.is_file():
+        raise XdistillError(f"{flag} adds to an existing {out}; run `xdistill bench export` without it first")
+    results = json.loads(out.read_text(encoding="utf-8"))
+    for row in results["rows"]:
+        if "measured_on" not in row:
+            mt = row["model"].startswith("mt-")
+            row["measured_on"] = (results.get("mt_machine") if mt else results.get("marc_machine")) or results[
+                "machine"
+            ]
+    return results
+
+
+def _add_marc_rows(
+    out: Path,
+    *,
+    data_dir: Path,
+    work_dir: Path,
+    marc_student: Path,
+    marc_teacher: Path,
+    quick: bool,
+    clients: int,
+    seconds: float,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """``--marc-only``: re-measure the MARC rows and the serve load test of an existing results file;
+    the embedding and translation rows stay, each naming the machine and commit it was measured on."""
+    machine = machine_info()  # before anything is written: the run's own output must not look like a change
+    results = _earlier_rows(out, "--marc-only")
+    start = time.perf_counter()
+    rows = _classifier_rows(
+        data_dir, work_dir, marc_student, marc_teacher, quick=quick, repeats=_timing_repeats(quick), echo=echo
+    )
+    for row in rows:
+        row["measured_on"] = machine
+    results["rows"] = rows + [r for r in results["rows"] if not r["model"].startswith("marc-")]
+    results["serve"] = _serve_load_test(data_dir, work_dir, quick=quick, clients=clients, seconds=seconds, echo=echo)
+    results["marc_machine"], results["marc_wall_seconds"] = machine, time.perf_counter() - start
     results["targets"] = check_targets(results["rows"])
-    results["wall_seconds"] = time.perf_counter() - start
     atomic_write_json(out, results)
     return results
 
@@ -480,17 +547,11 @@ def _add_mt_rows(
     out: Path, mt_students: dict[str, Path], *, data_dir: Path, work_dir: Path, quick: bool, echo: Callable[[str], None]
 ) -> dict[str, Any]:
     """``--mt-only``: re-measure the translation rows of an existing results file, keep the rest."""
-    if not out.is_file():
-        raise XdistillError(f"--mt-only adds to an existing {out}; run `xdistill bench export` without it first")
     if not mt_students:
         raise XdistillError("--mt-only needs at least one --mt PAIR=FOLDER")
     # Before this run writes anything: its own output file must not make the checkout look dirty.
     machine = machine_info()
-    results = json.loads(out.read_text(encoding="utf-8"))
-    for row in results["rows"]:
-        # Translation rows from before rows carried it: measured by the previous --mt-only run, if any.
-        if row["model"].startswith("mt-") and "measured_on" not in row:
-            row["measured_on"] = results.get("mt_machine") or results["machine"]
+    results = _earlier_rows(out, "--mt-only")
     results["rows"] = [r for r in results["rows"] if r["model"] not in {f"mt-{p}" for p in mt_students}]
     start = time.perf_counter()
     _measure_mt(
@@ -566,19 +627,25 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _mt_provenance(results: dict[str, Any]) -> str:
-    """Where and how long the translation rows were measured, when `--mt-only` re-measured them later."""
-    mt_machine = results.get("mt_machine")
-    if not mt_machine:
-        return ""
-    text = (
-        f" The translation (mt-*) rows were re-measured with `--mt-only` on {mt_machine['cpu']} "
-        f"(the last such run took {results.get('mt_wall_seconds', 0) / 60:.1f} min)."
-    )
+def _provenance(results: dict[str, Any]) -> str:
+    """Where and how long rows were re-measured by a partial run (`--mt-only`, `--marc-only`), and the
+    commit every group of rows was measured at."""
+    text = ""
+    for key, flag, what in (
+        ("marc_machine", "--marc-only", "MARC (marc-*)"),
+        ("mt_machine", "--mt-only", "translation (mt-*)"),
+    ):
+        machine = results.get(key)
+        if machine:
+            minutes = results.get(key.replace("machine", "wall_seconds"), 0) / 60
+            text += (
+                f" The {what} rows were re-measured with `{flag}` on {machine['cpu']} "
+                f"(the last such run took {minutes:.1f} min)."
+            )
     where = {}
     for row in results["rows"]:
-        if row["model"].startswith("mt-") and row.get("measured_on"):
-            on = row["measured_on"]
+        on = row.get("measured_on")
+        if on and (results.get("marc_machine") or row["model"].startswith("mt-")):
             where.setdefault(row["model"], f"commit {str(on.get('commit'))[:7]}{' (dirty)' if on.get('dirty') else ''}")
     if where:
         text += " Measured at: " + "; ".join(f"{model} {at}" for model, at in where.items()) + "."
@@ -591,7 +658,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         "",
         f"Machine: {results['machine']['cpu']}; commit {results['machine'].get('commit')}"
         f"{' (uncommitted changes)' if results['machine'].get('dirty') else ''}; "
-        f"wall time {results.get('wall_seconds', 0) / 60:.1f} min." + _mt_provenance(results),
+        f"wall time {results.get('wall_seconds', 0) / 60:.1f} min." + _provenance(results),
         "",
         "| model | format | metric | mean | per language / direction | disk MB | ms b1 | b32 /s |",
         "| --- | --- | --- | --: | --- | --: | --: | --: |",
