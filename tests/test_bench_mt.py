@@ -215,6 +215,38 @@ def test_marc_only_replaces_the_marc_rows_and_keeps_the_others_with_their_commit
     assert "Measured at: marc-student commit ccccccc; embed-student commit aaaaaaa; mt-en-es commit bbbbbbb." in table
 
 
+def test_a_full_export_run_without_translation_students_keeps_the_translation_rows(tmp_path, monkeypatch):
+    from xdistill.bench import export
+    from xdistill.io_utils import atomic_write_json
+
+    out = tmp_path / "export.json"
+    row = {"format": "pytorch-fp32", "metric": "accuracy", "value": 83.0, "disk_mb": 78.0}
+    old = [{**row, "model": "marc-student"}, {**row, "model": "mt-en-es"}, {**row, "model": "mt-en-zh"}]
+    atomic_write_json(out, {"machine": {"cpu": "CPU", "commit": "a" * 40}, "rows": old})
+    monkeypatch.setattr(export, "machine_info", lambda: {"cpu": "New CPU", "commit": "c" * 40, "dirty": False})
+    monkeypatch.setattr(export, "_classifier_rows", lambda *a, **k: [{**row, "model": "marc-student", "value": 84.0}])
+    monkeypatch.setattr(export, "_serve_load_test", lambda *a, **k: {})
+
+    def measure(results, mt_students, **_):  # re-measures en-zh only
+        results["rows"].append({**row, "model": "mt-en-zh", "value": 9.0, "measured_on": results["machine"]})
+
+    monkeypatch.setattr(export, "_measure_mt", measure)
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "config.json").write_text("{}")
+    got = export.run_benchmark(
+        data_dir=tmp_path,
+        out=out,
+        work_dir=tmp_path,
+        marc_student=student,
+        marc_teacher=student,
+        mt_students={"en-zh": student},
+        echo=print,
+    )
+    on = {r["model"]: (r["value"], (r.get("measured_on") or {}).get("commit", "-")[0]) for r in got["rows"]}
+    assert on == {"marc-student": (84.0, "-"), "mt-en-zh": (9.0, "c"), "mt-en-es": (83.0, "a")}
+
+
 def test_a_run_of_one_pair_keeps_the_other_pairs_rows_and_says_where_they_come_from(tmp_path):
     from xdistill.bench.mt import keep_other_pairs
 

@@ -284,6 +284,10 @@ def run_benchmark(
         raise XdistillError(
             f"no embedding student in {embed_student}; run `xdistill bench embed` first or pass its folder"
         )
+    # Translation pairs this run does not measure keep their rows from the file it replaces (a full
+    # run needs no translation student at hand to leave the committed translation rows in place).
+    kept = [r for r in _earlier_rows(out, "")["rows"] if r["model"].startswith("mt-")] if out.is_file() else []
+    kept = [r for r in kept if r["model"] not in {f"mt-{p}" for p in mt_students}]
     start = time.perf_counter()
     repeats = _timing_repeats(quick)
     results: dict[str, Any] = {
@@ -313,6 +317,7 @@ def run_benchmark(
         results["rows"] += _encoder_rows(data_dir, work_dir, embed_student, embed_config, repeats=repeats, echo=echo)
         atomic_write_json(out, results)
     _measure_mt(results, mt_students, data_dir=data_dir, work_dir=work_dir, quick=quick, out=out, echo=echo)
+    results["rows"] += kept
     results["serve"] = _serve_load_test(data_dir, work_dir, quick=quick, clients=clients, seconds=seconds, echo=echo)
     results["targets"] = check_targets(results["rows"])
     results["wall_seconds"] = time.perf_counter() - start
