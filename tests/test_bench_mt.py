@@ -179,37 +179,38 @@ def test_mt_only_records_where_each_translation_row_was_measured(tmp_path, monke
     assert on == {"mt-en-zh": "b" * 40, "mt-en-es": "c" * 40}  # the kept row keeps the earlier run's commit
 
 
-def test_marc_only_replaces_the_marc_rows_and_keeps_the_others_with_their_commits(tmp_path, monkeypatch):
+ROW = {"format": "pytorch-fp32", "metric": "accuracy", "value": 83.0, "disk_mb": 78.0}
+
+
+def _export_run(tmp_path, monkeypatch, earlier: dict, serve: dict, **options) -> dict:
+    """``bench export`` over the results file ``earlier``, on a new commit, with the MARC student's
+    rows and the load test faked (their measurement is tested elsewhere; what is kept is tested here)."""
     from xdistill.bench import export
     from xdistill.io_utils import atomic_write_json
 
     out = tmp_path / "export.json"
-    row = {"format": "pytorch-fp32", "metric": "accuracy", "value": 83.0, "disk_mb": 78.0}
-    old = [{**row, "model": "marc-student"}, {**row, "model": "embed-student"}, {**row, "model": "mt-en-es"}]
-    atomic_write_json(
-        out,
-        {"machine": {"cpu": "CPU", "commit": "a" * 40}, "mt_machine": {"cpu": "CPU", "commit": "b" * 40}, "rows": old},
-    )
+    atomic_write_json(out, earlier)
     monkeypatch.setattr(export, "machine_info", lambda: {"cpu": "New CPU", "commit": "c" * 40, "dirty": False})
-    monkeypatch.setattr(export, "_classifier_rows", lambda *a, **k: [{**row, "model": "marc-student", "value": 84.0}])
-    serve = {"model": "m", "clients": 2, "seconds": 1, "requests_per_s": 9.0, "p50_ms": 1, "p99_ms": 2, "errors": 0}
+    monkeypatch.setattr(export, "_classifier_rows", lambda *a, **k: [{**ROW, "model": "marc-student", "value": 84.0}])
     monkeypatch.setattr(export, "_serve_load_test", lambda *a, **k: serve)
     student = tmp_path / "student"
     student.mkdir()
     (student / "config.json").write_text("{}")
-    got = export.run_benchmark(
-        data_dir=tmp_path,
-        out=out,
-        work_dir=tmp_path,
-        marc_student=student,
-        marc_teacher=student,
-        mt_students={},
-        marc_only=True,
-        echo=print,
+    return export.run_benchmark(
+        data_dir=tmp_path, out=out, work_dir=tmp_path, marc_student=student, marc_teacher=student, echo=print, **options
     )
+
+
+def test_marc_only_replaces_the_marc_rows_and_keeps_the_others_with_their_commits(tmp_path, monkeypatch):
+    from xdistill.bench import export
+
+    old = [{**ROW, "model": "marc-student"}, {**ROW, "model": "embed-student"}, {**ROW, "model": "mt-en-es"}]
+    earlier = {"machine": {"cpu": "CPU", "commit": "a" * 40}, "mt_machine": {"cpu": "CPU", "commit": "b" * 40}}
+    serve = {"model": "m", "clients": 2, "seconds": 1, "requests_per_s": 9.0, "p50_ms": 1, "p99_ms": 2, "errors": 0}
+    got = _export_run(tmp_path, monkeypatch, {**earlier, "rows": old}, serve, mt_students={}, marc_only=True)
     on = {r["model"]: (r["value"], r["measured_on"]["commit"][0]) for r in got["rows"]}
     assert on == {"marc-student": (84.0, "c"), "embed-student": (83.0, "a"), "mt-en-es": (83.0, "b")}
-    assert json.loads(out.read_text())["serve"] == serve
+    assert json.loads((tmp_path / "export.json").read_text())["serve"] == serve
     table = export.markdown_table(got)
     assert "re-measured with `--marc-only` on New CPU" in table
     assert "Measured at: marc-student commit ccccccc; embed-student commit aaaaaaa; mt-en-es commit bbbbbbb." in table
@@ -217,32 +218,15 @@ def test_marc_only_replaces_the_marc_rows_and_keeps_the_others_with_their_commit
 
 def test_a_full_export_run_without_translation_students_keeps_the_translation_rows(tmp_path, monkeypatch):
     from xdistill.bench import export
-    from xdistill.io_utils import atomic_write_json
 
-    out = tmp_path / "export.json"
-    row = {"format": "pytorch-fp32", "metric": "accuracy", "value": 83.0, "disk_mb": 78.0}
-    old = [{**row, "model": "marc-student"}, {**row, "model": "mt-en-es"}, {**row, "model": "mt-en-zh"}]
-    atomic_write_json(out, {"machine": {"cpu": "CPU", "commit": "a" * 40}, "rows": old})
-    monkeypatch.setattr(export, "machine_info", lambda: {"cpu": "New CPU", "commit": "c" * 40, "dirty": False})
-    monkeypatch.setattr(export, "_classifier_rows", lambda *a, **k: [{**row, "model": "marc-student", "value": 84.0}])
-    monkeypatch.setattr(export, "_serve_load_test", lambda *a, **k: {})
+    old = [{**ROW, "model": "marc-student"}, {**ROW, "model": "mt-en-es"}, {**ROW, "model": "mt-en-zh"}]
 
     def measure(results, mt_students, **_):  # re-measures en-zh only
-        results["rows"].append({**row, "model": "mt-en-zh", "value": 9.0, "measured_on": results["machine"]})
+        results["rows"].append({**ROW, "model": "mt-en-zh", "value": 9.0, "measured_on": results["machine"]})
 
     monkeypatch.setattr(export, "_measure_mt", measure)
-    student = tmp_path / "student"
-    student.mkdir()
-    (student / "config.json").write_text("{}")
-    got = export.run_benchmark(
-        data_dir=tmp_path,
-        out=out,
-        work_dir=tmp_path,
-        marc_student=student,
-        marc_teacher=student,
-        mt_students={"en-zh": student},
-        echo=print,
-    )
+    earlier = {"machine": {"cpu": "CPU", "commit": "a" * 40}, "rows": old}
+    got = _export_run(tmp_path, monkeypatch, earlier, {}, mt_students={"en-zh": tmp_path})
     on = {r["model"]: (r["value"], (r.get("measured_on") or {}).get("commit", "-")[0]) for r in got["rows"]}
     assert on == {"marc-student": (84.0, "-"), "mt-en-zh": (9.0, "c"), "mt-en-es": (83.0, "a")}
 
