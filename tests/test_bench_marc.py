@@ -127,6 +127,10 @@ def test_rows_kept_from_an_earlier_run_name_their_run_and_the_new_ones_replace_t
         ("binary", "student-unsupervised"): "e",
         ("5class", "teacher"): "f",
     }
+    # The table says which machine each earlier run timed on (speed ratios are per run and machine).
+    from xdistill.bench.marc import _earlier_runs_line
+
+    assert "aaaaaaa (10 min, x)" in _earlier_runs_line({"earlier_runs": [earlier]})
 
 
 def test_five_class_table_shows_macro_f1_mae_and_each_rows_commit():

@@ -611,8 +611,11 @@ def _earlier_runs_line(results: dict[str, Any]) -> str:
     if not runs:
         return ""
     described = ", ".join(
-        f"{(r.get('machine') or {}).get('commit', '?')[:7]} ({(r.get('wall_seconds') or 0) / 60:.0f} min)" for r in runs
+        f"{(r.get('machine') or {}).get('commit', '?')[:7]} ({(r.get('wall_seconds') or 0) / 60:.0f} min, "
+        f"{(r.get('machine') or {}).get('cpu', '?')})"
+        for r in runs
     )
+    # Speed ratios are measured within a run; absolute examples/s only compare across rows of one machine.
     return f" Rows kept from earlier runs: {described}; each row names its commit."
 
 
