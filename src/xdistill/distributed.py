@@ -28,6 +28,16 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def compute_device():
+    """Where this process runs frozen models (a teacher whose outputs are cached, evaluation): its own
+    GPU under a multi-GPU launch, the GPU when there is one, else the CPU."""
+    import torch
+
+    if launched():
+        return _state().device
+    return torch.device("cuda" if _cuda() else "cpu")
+
+
 def world_size() -> int:
     return _state().num_processes if launched() else 1
 

@@ -286,8 +286,8 @@ def run_benchmark(
         )
     # Translation pairs this run does not measure keep their rows from the file it replaces (a full
     # run needs no translation student at hand to leave the committed translation rows in place).
-    kept = [r for r in _earlier_rows(out, "")["rows"] if r["model"].startswith("mt-")] if out.is_file() else []
-    kept = [r for r in kept if r["model"] not in {f"mt-{p}" for p in mt_students}]
+    measured = {f"mt-{p}" for p in mt_students}
+    kept = [r for r in _earlier_rows(out)["rows"] if r["model"].startswith("mt-") and r["model"] not in measured]
     start = time.perf_counter()
     repeats = _timing_repeats(quick)
     results: dict[str, Any] = {
@@ -343,10 +343,13 @@ def _serve_load_test(
     }
 
 
-def _earlier_rows(out: Path, flag: str) -> dict[str, Any]:
-    """The results file a partial re-run (``flag``) adds to, every row naming where it was measured
-    (rows from before rows carried it: the machine of the run that wrote them)."""
+def _earlier_rows(out: Path, flag: str | None = None) -> dict[str, Any]:
+    """The results file a run adds to, every row naming where it was measured (rows from before rows
+    carried it: the machine of the run that wrote them). Missing: an error for a partial re-run
+    (``flag``), no rows for a full run."""
     if not out.is_file():
+        if flag is None:
+            return {"rows": []}
         raise XdistillError(f"{flag} adds to an existing {out}; run `xdistill bench export` without it first")
     results = json.loads(out.read_text(encoding="utf-8"))
     for row in results["rows"]:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import load_config
+from ..config import RunConfig, load_config
 from ..data.splits import load_test
 from ..errors import XdistillError
 from ..evaluate.run_eval import evaluate_classifier, machine_info
@@ -51,6 +51,11 @@ DEV_CANDIDATES: dict[str, tuple[list[str], list[int]]] = {
 }
 
 
+def _path_override(key: str, path: Path) -> str:
+    """``--set key=path``, quoted so that a path the YAML parser would read otherwise ("builtin:") stays a string."""
+    return f"{key}={json.dumps(str(path))}"
+
+
 def run_dev_selection(
     *,
     config: Path,
@@ -70,25 +75,26 @@ def run_dev_selection(
     start = time.perf_counter()
     # Dev only, from first to last: the teacher is selected on English dev, the students are scored on dev.
     base = [
-        f"data.dir={json.dumps(str(data_dir))}",
-        *([f"teacher.path={json.dumps(str(e5_path))}"] if e5_path is not None else []),
+        _path_override("data.dir", data_dir),
+        *([_path_override("teacher.path", e5_path)] if e5_path is not None else []),
         "evaluate.split=dev",
         "evaluate.speed=false",
-        f"cache_dir={json.dumps(str(work_dir / 'cache'))}",
+        _path_override("cache_dir", work_dir / "cache"),
     ]
 
-    def teacher_folder(seed: int | None = None) -> Path:
+    def trained_teacher(seed: int | None = None) -> RunConfig:
         name = "teacher-run" if seed is None else f"teacher-run-seed{seed}"
-        cfg = load_config(config, [*base, f"run_dir={work_dir / name}", *([f"seed={seed}"] if seed else [])])
+        sets = [*base, _path_override("run_dir", work_dir / name), *([f"seed={seed}"] if seed else [])]
+        cfg = load_config(config, sets)
         run_stage(cfg, "teacher", progress=progress, echo=echo)
-        return teacher_dir(cfg)
+        return cfg
 
-    teacher = teacher_folder()
-    cfg0 = load_config(config, [*base, f"run_dir={work_dir / 'teacher-run'}"])
-    dev = load_test(cfg0, split="dev")
-    t_entry, _, _ = evaluate_classifier(cfg0, "teacher", teacher, dev, progress=progress)
+    teacher_cfg = trained_teacher()
+    teacher = teacher_dir(teacher_cfg)
+    dev = load_test(teacher_cfg, split="dev")
+    t_entry, _, _ = evaluate_classifier(teacher_cfg, "teacher", teacher, dev, progress=progress)
     extra_seeds = sorted({s for _, seeds in candidates.values() for s in seeds})
-    extra = {seed: teacher_folder(seed) for seed in extra_seeds}
+    extra = {seed: teacher_dir(trained_teacher(seed)) for seed in extra_seeds}
     results: dict[str, Any] = {
         "benchmark": "marc-dev",
         "machine": machine_info(),
@@ -110,8 +116,8 @@ def run_dev_selection(
         sets = [
             *base,
             *overrides,
-            f"run_dir={run_dir}",
-            f"teacher.path={teacher}",
+            _path_override("run_dir", run_dir),
+            _path_override("teacher.path", teacher),
             "teacher.finetune=false",
             *([f"distill.extra_teachers={json.dumps([str(extra[s]) for s in seeds])}"] if seeds else []),
         ]
@@ -123,7 +129,8 @@ def run_dev_selection(
             cmd += ["--set", item]
         done = subprocess.run(cmd, capture_output=not progress, text=True)
         if done.returncode != 0:
-            raise XdistillError(f"bench marc-dev: candidate {name!r} failed: {(done.stderr or '')[-500:]}")
+            said = (done.stderr or "")[-500:] if done.stderr is not None else "its messages are above"
+            raise XdistillError(f"bench marc-dev: candidate {name!r} ({' '.join(overrides)}) failed: {said}")
         cfg = load_config(config, sets)
         log_path = logs_dir(student_dir(cfg)) / "metrics.jsonl"
         epochs = [r for r in map(json.loads, log_path.read_text(encoding="utf-8").splitlines()) if r["type"] == "eval"]

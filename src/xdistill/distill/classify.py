@@ -26,12 +26,13 @@ from torch import nn
 from ..config import RunConfig, TrainConfig, resolve_path
 from ..data.examples import Example
 from ..data.splits import RunData, load_dev, load_training_data, text_pairs
+from ..distributed import compute_device
 from ..errors import ConfigError
 from ..fingerprints import fingerprint_folder
 from ..layout import logs_dir, student_dir, teacher_dir
 from ..losses import AttentionKLLoss, EmbeddingMSELoss, HiddenStateMSELoss, SoftTargetLoss
 from ..metrics.classification import agreement, classification_metrics
-from ..models.batches import compute_device, encode_texts, pad_ids, pad_token_id, predict
+from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
 from ..models.classifier import (
     SequenceClassifier,
     is_hf_sequence_classifier,

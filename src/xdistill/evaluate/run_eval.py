@@ -13,9 +13,10 @@ import torch
 
 from ..config import RunConfig
 from ..data.splits import load_test, text_pairs
+from ..distributed import compute_device
 from ..layout import student_dir, teacher_dir
 from ..metrics.classification import agreement, classification_metrics
-from ..models.batches import compute_device, encode_texts, pad_ids, pad_token_id, predict
+from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
 from ..models.classifier import load_classifier
 from .report import write_report
 from .size_speed import count_parameters, disk_mb, measure_speeds

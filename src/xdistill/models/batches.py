@@ -42,11 +42,6 @@ def pad_ids(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     return input_ids, mask
 
 
-def compute_device() -> torch.device:
-    """Where frozen models (a teacher whose outputs are cached) run: the GPU when there is one."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def model_device(model) -> torch.device:
     """The device of ``model``'s weights; CPU for runtimes without torch parameters (ONNX, OpenVINO)."""
     try:
