@@ -138,6 +138,27 @@ def test_results_name_the_commit_they_ran_on():
     assert code_version()["commit"] == head.stdout.strip()
 
 
+def test_dirty_means_changed_code_not_a_benchmark_output(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True
+        )
+
+    for name in ("src/code.py", "bench/results/marc.json", "docs/benchmarks.md", "README.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    assert code_version(tmp_path)["dirty"] is False
+    # A benchmark's own results (an earlier run's in the same checkout) do not make its code dirty.
+    (tmp_path / "bench/results/marc.json").write_text("1\n")
+    (tmp_path / "docs/benchmarks.md").write_text("1\n")
+    assert code_version(tmp_path)["dirty"] is False
+    (tmp_path / "src/code.py").write_text("1\n")
+    assert code_version(tmp_path)["dirty"] is True
+
+
 def test_a_run_times_teacher_and_student_in_one_window_and_the_ratio_follows(tmp_path, tiny_raw):
     cfg = load_config(write_config(tmp_path / "c.yaml", tiny_raw))
     results = run_all(cfg, echo=lambda _: None, progress=False)

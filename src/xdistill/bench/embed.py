@@ -167,8 +167,9 @@ def run_benchmark(
             "mse": "held-out training-distribution pairs; reference models (other embedding space) have none",
             "probe": "logistic regression on standardised embeddings of English MARC reviews (1-2 stars negative, "
             "4-5 positive, 3 dropped), applied to es/zh test reviews",
-            "speed": f"{cfg.evaluate.threads} threads, median of {cfg.evaluate.repeats}, the same 32 FLORES sentences "
-            "for every model (each with its own tokenizer and prefix)",
+            "speed": f"{cfg.evaluate.threads} threads, every model timed in one interleaved window (teacher, student, "
+            f"e5-small, teacher, ...; order rotated), median of {cfg.evaluate.repeats} calls at batch 1 and 32, the "
+            "same 32 FLORES sentences for every model (each with its own tokenizer and prefix)",
             "quick_caps": QUICK if quick else None,
             "epochs": cfg.train.epochs,
         },

@@ -5,7 +5,8 @@ cosine, both directions), MSE to the teacher on the held-out pairs (English side
 translations; only for models that embed into the teacher's space: the teacher and the
 student), a linear probe trained on source-language embeddings and applied to every language's
 test file (``embed.probe``), parameters, MB on disk, latency at batch 1 and throughput at
-batch 32. Every model reads the same texts with its own tokenizer, prefix and pooling.
+batch 32 (every model timed in one interleaved window, after all are scored). Every model reads
+the same texts with its own tokenizer, prefix and pooling.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..models.batches import encode_texts, pad_ids, pad_token_id
 from ..models.sentence import SentenceEncoder, encode, load_sentence_encoder, resolve_model_path
 from .embed_report import write_embedding_report
 from .run_eval import machine_info
-from .size_speed import count_parameters, disk_mb, measure_speed
+from .size_speed import count_parameters, disk_mb, measure_speeds
 
 log = logging.getLogger(__name__)
 SPEED_TEXTS = 32
@@ -132,19 +133,11 @@ def evaluate_embedding_model(
         train_x = embed(p.train_texts, f"probe train {src}")
         tests = {lang: (embed(texts, f"probe test {lang}"), labels) for lang, (texts, labels) in p.tests.items()}
         entry["probe_accuracy"] = probe_accuracy(train_x, p.train_labels, tests, c=cfg.embed.probe.c, seed=cfg.seed)
-    if cfg.evaluate.speed and data.speed_texts:
-        entry.update(
-            embedding_speed(
-                model, tokenizer, data.speed_texts, threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats
-            )
-        )
     return entry
 
 
-def embedding_speed(
-    model: SentenceEncoder, tokenizer, texts: list[str], *, threads: int, repeats: int
-) -> dict[str, float]:
-    """Latency at batch 1 and throughput at batch 32 on the same real sentences for every model.
+def embedding_runner(model: SentenceEncoder, tokenizer, texts: list[str]) -> Callable[[int], None]:
+    """One timed call of ``model`` at a batch size, on real sentences with its own tokenizer and prefix.
 
     Batch 1 cycles through the sentences (each call embeds the next one), so the median is that
     of a typical sentence rather than of whichever sentence comes first."""
@@ -157,11 +150,28 @@ def embedding_speed(
     def run(bs: int) -> None:
         model(*(next(singles) if bs == 1 else batch32))
 
-    speed = measure_speed(run, batch_sizes=(1, 32), threads=threads, repeats=repeats)
+    return run
+
+
+def embedding_speeds(
+    encoders: dict[str, tuple[SentenceEncoder, Any]], texts: list[str], *, threads: int, repeats: int
+) -> dict[str, dict[str, Any]]:
+    """Latency at batch 1 and throughput at batch 32 of every model, timed interleaved in one window
+    on the same sentences, so their ratios hold on a shared machine; with every timed call's spread."""
+    runners = {name: embedding_runner(model, tok, texts) for name, (model, tok) in encoders.items()}
+    # Batch 1 warms up on every sentence it will cycle through (2 calls would leave 30 sentences cold).
+    warmup = {1: min(len(texts), SPEED_TEXTS), 32: 2}
+    speeds = measure_speeds(runners, batch_sizes=(1, 32), threads=threads, warmup=warmup, repeats=repeats)
     return {
-        "latency_ms_b1": speed["latency_ms_b1"],
-        "throughput_b32": speed["throughput_b32"],
-        "speed_threads": speed["threads"],
+        name: {
+            "latency_ms_b1": s["latency_ms_b1"],
+            "throughput_b32": s["throughput_b32"],
+            "speed_threads": s["threads"],
+            "speed_repeats": s["repeats"],
+            "speed_samples_ms": {"b1": s["samples_ms_b1"], "b32": s["samples_ms_b32"]},
+            "speed_iqr_ms": {"b1": s["iqr_ms_b1"], "b32": s["iqr_ms_b32"]},
+        }
+        for name, s in speeds.items()
     }
 
 
@@ -208,15 +218,16 @@ def evaluate_embedding_run(cfg: RunConfig, *, progress: bool = True, write: bool
         "models": {},
     }
     models = results["models"]
+    # Every model stays loaded until all are timed together (the largest, e5-small, is ~0.5 GB).
+    encoders: dict[str, tuple[SentenceEncoder, Any]] = {"teacher": (teacher, t_tok)}
     models["teacher"] = evaluate_embedding_model(
         cfg, "teacher", teacher, t_tok, teacher_folder, eval_data, in_teacher_space=True, progress=progress
     )
-    del teacher
     student, s_tok = load_sentence_encoder(student_folder, flag="student")
+    encoders["student"] = (student, s_tok)
     models["student"] = evaluate_embedding_model(
         cfg, "student", student, s_tok, student_folder, eval_data, in_teacher_space=True, progress=progress
     )
-    del student
     for name, ref in cfg.embed.references.items():
         folder = resolve_model_path(ref.path, flag=f"embed.references.{name}.path")
         model, tok = load_sentence_encoder(
@@ -228,10 +239,16 @@ def evaluate_embedding_run(cfg: RunConfig, *, progress: bool = True, write: bool
             max_length=cfg.teacher.max_length,
         )
         # A reference model has its own embedding space: an MSE to the teacher would mean nothing.
+        encoders[name] = (model, tok)
         models[name] = evaluate_embedding_model(
             cfg, name, model, tok, folder, eval_data, in_teacher_space=False, progress=progress
         )
-        del model
+    if cfg.evaluate.speed and eval_data.speed_texts:
+        speeds = embedding_speeds(
+            encoders, eval_data.speed_texts, threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats
+        )
+        for name, speed in speeds.items():
+            models[name].update(speed)
     results["ratios"] = speed_and_size_ratios(models)
     results["run_dir"] = str(cfg.run_dir)
     results["config"] = cfg.to_dict()

@@ -45,16 +45,30 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def code_version() -> dict[str, Any]:
-    """The commit the code ran on (and whether the work tree had uncommitted changes), so every
-    result can be traced to the code that made it; ``None`` outside a git checkout."""
-    root = Path(__file__).resolve().parents[3]
+# What the benchmarks write into the checkout: results, not code. A benchmark run right after another
+# in the same checkout would otherwise be flagged as run on uncommitted code.
+GENERATED_OUTPUTS = ("bench/results", "docs/benchmarks.md")
+
+
+def code_version(root: Path | None = None) -> dict[str, Any]:
+    """The commit the code ran on (and whether the work tree had uncommitted changes outside the
+    benchmarks' own outputs), so every result can be traced to the code that made it; ``None``
+    outside a git checkout."""
+    root = root or Path(__file__).resolve().parents[3]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *(f":(exclude){path}" for path in GENERATED_OUTPUTS),
+            ],
             cwd=root,
             capture_output=True,
             text=True,
