@@ -391,6 +391,19 @@ def test_bench_config_quick_caps_and_targets(tmp_path):
     assert targets["english_probe_vs_teacher"]["met"]  # 77 / 80 = 0.9625
 
 
+def test_bench_table_names_the_commit_and_an_earlier_run_that_trained_the_student():
+    from xdistill.bench.embed import markdown_table
+
+    row = {"name": "student", "retrieval": {}, "mse": None, "probe_accuracy": None, "params_total": 1e6}
+    bench = {"machine": {"cpu": "CPU", "torch": "2", "commit": "b" * 40}, "wall_seconds": 300, "rows": [row]}
+    assert "commit bbbbbbb; wall time 5.0 min" in markdown_table(bench)
+    assert "earlier run" not in markdown_table({**bench, "student_trained_at": "b" * 40})
+    resumed = {**bench, "student_trained_at": "a" * 40, "student_train_seconds": 1608}
+    assert "The student was trained by an earlier run at commit aaaaaaa in 26.8 min; this run evaluated it." in (
+        markdown_table(resumed)
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # checkpoint selection and recipe choices on dev
 

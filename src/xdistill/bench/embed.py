@@ -149,6 +149,8 @@ def run_benchmark(
     run_all(cfg, progress=progress, echo=echo)
     results = json.loads((Path(cfg.run_dir) / "results.json").read_text(encoding="utf-8"))
     stage = Path(cfg.run_dir) / ".stages" / "student.json"
+    # A re-run evaluates a student trained earlier (its stage is done): say which code trained it.
+    trained = json.loads(stage.read_text()) if stage.is_file() else {}
     rows = rows_from_results(results)
     bench = {
         "benchmark": "embed",
@@ -157,7 +159,8 @@ def run_benchmark(
         "wall_seconds": time.perf_counter() - start,
         # CPU seconds of this process: on a busy machine wall time overstates the cost.
         "cpu_seconds": time.process_time() - cpu_start,
-        "student_train_seconds": json.loads(stage.read_text()).get("seconds") if stage.is_file() else None,
+        "student_train_seconds": trained.get("seconds"),
+        "student_trained_at": trained.get("commit"),
         "protocol": {
             "recipe": str(config),
             "teacher": cfg.teacher.path,
@@ -283,12 +286,24 @@ def dev_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _trained_earlier(bench: dict[str, Any]) -> str:
+    """A note when this run evaluated a student trained by an earlier run (at another commit)."""
+    trained, commit = bench.get("student_trained_at"), bench["machine"].get("commit")
+    if not trained or trained == commit:
+        return ""
+    seconds = bench.get("student_train_seconds")
+    took = f" in {seconds / 60:.1f} min" if seconds else ""
+    return f" The student was trained by an earlier run at commit {trained[:7]}{took}; this run evaluated it."
+
+
 def markdown_table(bench: dict[str, Any]) -> str:
     lines = [
         f"### Sentence embeddings{' (quick)' if bench.get('quick') else ''}",
         "",
-        f"Machine: {bench['machine']['cpu']}, torch {bench['machine']['torch']}; wall time "
-        f"{bench.get('wall_seconds', 0) / 60:.1f} min (CPU {bench.get('cpu_seconds', 0) / 60:.1f} min).",
+        f"Machine: {bench['machine']['cpu']}, torch {bench['machine']['torch']}; "
+        + (f"commit {bench['machine']['commit'][:7]}; " if bench["machine"].get("commit") else "")
+        + f"wall time {bench.get('wall_seconds', 0) / 60:.1f} min "
+        f"(CPU {bench.get('cpu_seconds', 0) / 60:.1f} min).{_trained_earlier(bench)}",
         "",
         "| model | en-es | es-en | en-zh | zh-en | MSE en / es / zh | probe en / es / zh | params (M) | ms b1 | b32 /s |",
         "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |",

@@ -32,7 +32,7 @@ from ..models.batches import encode_texts, pad_ids, pad_token_id
 from ..models.sentence import SentenceEncoder, encode, load_sentence_encoder, resolve_model_path
 from .embed_report import write_embedding_report
 from .run_eval import machine_info
-from .size_speed import count_parameters, disk_mb, measure_speeds
+from .size_speed import count_parameters, disk_mb, measure_speeds, speed_record
 
 log = logging.getLogger(__name__)
 SPEED_TEXTS = 32
@@ -162,17 +162,7 @@ def embedding_speeds(
     # Batch 1 warms up on every sentence it will cycle through (2 calls would leave 30 sentences cold).
     warmup = {1: min(len(texts), SPEED_TEXTS), 32: 2}
     speeds = measure_speeds(runners, batch_sizes=(1, 32), threads=threads, warmup=warmup, repeats=repeats)
-    return {
-        name: {
-            "latency_ms_b1": s["latency_ms_b1"],
-            "throughput_b32": s["throughput_b32"],
-            "speed_threads": s["threads"],
-            "speed_repeats": s["repeats"],
-            "speed_samples_ms": {"b1": s["samples_ms_b1"], "b32": s["samples_ms_b32"]},
-            "speed_iqr_ms": {"b1": s["iqr_ms_b1"], "b32": s["iqr_ms_b32"]},
-        }
-        for name, s in speeds.items()
-    }
+    return {name: speed_record(timing) for name, timing in speeds.items()}
 
 
 def load_eval_data(

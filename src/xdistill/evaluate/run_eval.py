@@ -19,7 +19,7 @@ from ..metrics.classification import agreement, classification_metrics
 from ..models.batches import encode_texts, pad_ids, pad_token_id, predict
 from ..models.classifier import load_classifier
 from .report import write_report
-from .size_speed import count_parameters, disk_mb, measure_speeds
+from .size_speed import count_parameters, disk_mb, measure_speeds, speed_record
 
 log = logging.getLogger(__name__)
 
@@ -207,18 +207,7 @@ def classifier_speeds(cfg: RunConfig, folders: dict[str, Path], test: dict[str, 
         batches = {bs: pad_ids((ids * ((bs // len(ids)) + 1))[:bs], pad) for bs in (1, 32)}
         runners[name] = lambda bs, model=model, batches=batches: model(*batches[bs])
     speeds = measure_speeds(runners, batch_sizes=(1, 32), threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats)
-    return {
-        name: {
-            "latency_ms_b1": s["latency_ms_b1"],
-            "latency_ms_b32": s["latency_ms_b32"],
-            "throughput_b32": s["throughput_b32"],
-            "speed_threads": s["threads"],
-            "speed_repeats": s["repeats"],
-            "speed_samples_ms": {"b1": s["samples_ms_b1"], "b32": s["samples_ms_b32"]},
-            "speed_iqr_ms": {"b1": s["iqr_ms_b1"], "b32": s["iqr_ms_b32"]},
-        }
-        for name, s in speeds.items()
-    }
+    return {name: speed_record(timing) for name, timing in speeds.items()}
 
 
 def evaluate_run(cfg: RunConfig, *, progress: bool = True) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -180,6 +180,20 @@ def measure_speeds(
             entry[f"iqr_ms_b{bs}"] = 1000.0 * (q[2] - q[0])
         out[name] = entry
     return out
+
+
+def speed_record(timing: Mapping[str, Any]) -> dict[str, Any]:
+    """What a report keeps of one model's ``measure_speeds`` entry (batch 1 and 32): the medians and
+    the spread of every timed call."""
+    return {
+        "latency_ms_b1": timing["latency_ms_b1"],
+        "latency_ms_b32": timing["latency_ms_b32"],
+        "throughput_b32": timing["throughput_b32"],
+        "speed_threads": timing["threads"],
+        "speed_repeats": timing["repeats"],
+        "speed_samples_ms": {"b1": timing["samples_ms_b1"], "b32": timing["samples_ms_b32"]},
+        "speed_iqr_ms": {"b1": timing["iqr_ms_b1"], "b32": timing["iqr_ms_b32"]},
+    }
 
 
 def speedups(speeds: Mapping[str, dict], reference: str, batch_sizes: Iterable[int] = (1, 32)) -> dict[str, dict]:
