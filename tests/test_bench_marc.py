@@ -65,6 +65,20 @@ def test_rows_average_over_seeds_and_compare_with_the_teacher():
     assert "82.0 ± 2.8" in table and "5.0 ± 1.4" in table and "Partial run" in table
 
 
+def test_one_seed_has_no_spread_rather_than_a_zero_one():
+    teacher = {"params_total": 100, "throughput_b32": 10.0}
+    (row,) = _student_rows(
+        ["student-unsupervised"],
+        "binary",
+        {"student-unsupervised": [13]},
+        {"student-unsupervised": [entry({"en": 80, "es": 82, "zh": 78}, speedup=4.0)]},
+        {"student-unsupervised": []},
+        ["en", "es", "zh"],
+        teacher,
+    )
+    assert row["accuracy_std"] == {"en": None, "es": None, "zh": None} and row["speedup_b32_std"] is None
+
+
 def test_every_row_config_is_valid_and_shares_the_teacher(tmp_path: Path):
     base = base_config(tmp_path / "data", tmp_path / "work", tmp_path / "e5", "binary", BUDGETS["quick"])
     for row in ROWS:

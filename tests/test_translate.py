@@ -531,3 +531,39 @@ def test_per_side_model_refuses_ctranslate2_and_keeps_an_earlier_export(tmp_path
     ):
         export_model(folder, "ctranslate2", out)
     assert (out / "keep.txt").read_text() == "earlier export"
+
+
+def test_neural_teacher_and_student_are_timed_interleaved_in_one_window(monkeypatch):
+    """`xdistill evaluate` on a translation run times a neural teacher and the student taking turns in
+    one window per beam, so their speed ratio does not move with machine noise."""
+    from types import SimpleNamespace
+
+    from xdistill.evaluate import mt_eval
+
+    class FakeTranslator:
+        def __init__(self, name: str, length: int):
+            self.name, self.length = name, length
+            self.tokenizer = SimpleNamespace(all_special_ids=[0])
+
+        def generate_ids(self, sources, beam):
+            calls.append(self.name)
+            return torch.ones(len(sources), self.length, dtype=torch.long)  # `length` non-special tokens each
+
+    calls: list[str] = []
+    windows: list[list[str]] = []
+    real = mt_eval.measure_speeds
+
+    def recording(runners, **kwargs):
+        windows.append(list(runners))
+        return real(runners, **kwargs)
+
+    monkeypatch.setattr(mt_eval, "measure_speeds", recording)
+    translators = {"teacher": FakeTranslator("teacher", 7), "student": FakeTranslator("student", 5)}
+    speeds = mt_eval.seq2seq_speeds(translators, ["one", "two"], threads=1, repeats=3)
+    assert windows == [["teacher", "student"], ["teacher", "student"]]  # greedy, then beam 4
+    timed = calls[-2 * 3 :]  # beam 4's timed calls: 3 repeats x 2 models, after warm-up
+    assert timed[:4] == ["teacher", "student", "student", "teacher"]  # the order rotates each repeat
+    for name, length in (("teacher", 7), ("student", 5)):
+        entry = speeds[name]
+        assert entry["latency_ms_b1"] > 0
+        assert entry["tokens_per_s_beam4"] == pytest.approx(entry["sentences_per_s_beam4"] * length)

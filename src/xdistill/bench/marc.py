@@ -230,9 +230,10 @@ def _summary(per_seed: list[dict[str, Any]], languages: list[str], key: str) -> 
     return mean, {lang: _sample_std(v) for lang, v in values.items() if v}
 
 
-def _sample_std(values: list[float]) -> float:
-    """Sample standard deviation (n - 1): three seeds estimate the spread of a population of runs."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+def _sample_std(values: list[float]) -> float | None:
+    """Sample standard deviation (n - 1): three seeds estimate the spread of a population of runs.
+    One value has no spread to estimate: None (null in the JSON), not a zero that reads as "no noise"."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def _row(name: str, variant: str, seeds: list[int], entries: list[dict[str, Any]], languages: list[str]) -> dict:

@@ -1,7 +1,8 @@
 """Evaluate a translation run: BLEU and chrF per test set, size, and speed for teacher and student.
 
 Speed of a neural model: sentences/s and target tokens/s at batch 32, greedy and beam 4, on
-``evaluate.threads`` threads (warm-up, median of ``evaluate.repeats``), plus the batch-1 latency.
+``evaluate.threads`` threads (warm-up, median of ``evaluate.repeats``), plus the batch-1 latency;
+a neural teacher and the student are timed interleaved in one window.
 A command teacher is a black box: its speed is the wall-clock rate of translating the first test
 set, through the same batching the seq-KD step uses.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from ..layout import student_dir
 from ..metrics.translation import translation_scores
 from ..models.translators import Seq2SeqTranslator, Translator
 from .run_eval import machine_info
-from .size_speed import count_parameters, disk_mb, measure_speed
+from .size_speed import count_parameters, disk_mb, measure_speeds
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +52,48 @@ def speed_batch(sentences: list[str]) -> list[str]:
     return (sentences * (SPEED_BATCH // max(1, len(sentences)) + 1))[:SPEED_BATCH]
 
 
-def seq2seq_speed(
-    translator: Seq2SeqTranslator, sentences: list[str], *, threads: int, repeats: int, beams: tuple[int, ...] = (1, 4)
-) -> dict[str, float]:
-    """Sentences/s and target tokens/s at batch 32 per beam size, and the greedy batch-1 latency."""
+def seq2seq_speeds(
+    translators: dict[str, Seq2SeqTranslator],
+    sentences: list[str],
+    *,
+    threads: int,
+    repeats: int,
+    beams: tuple[int, ...] = (1, 4),
+) -> dict[str, dict[str, float]]:
+    """Per translator: sentences/s and target tokens/s at batch 32 per beam size, and the greedy batch-1
+    latency. All translators are timed in one interleaved window per beam (teacher, student, teacher,
+    ...), so machine noise moves them alike and their ratio holds."""
     pool = speed_batch(sentences)
-    out: dict[str, float] = {}
-    special = set(translator.tokenizer.all_special_ids)
+    out: dict[str, dict[str, float]] = {name: {} for name in translators}
     for beam in beams:
-        produced = {}
+        produced: dict[str, int] = {}
 
-        def run_batch(bs: int, beam=beam, produced=produced) -> None:
-            ids = translator.generate_ids(pool[:bs], beam)
-            produced[bs] = sum(int(t) not in special for t in ids.flatten())
+        def runner(
+            name: str, translator: Seq2SeqTranslator, beam: int = beam, produced: dict[str, int] = produced
+        ) -> Callable[[int], None]:
+            special = set(translator.tokenizer.all_special_ids)
 
-        timing = measure_speed(
-            run_batch,
+            def run_batch(bs: int) -> None:
+                ids = translator.generate_ids(pool[:bs], beam)
+                if bs == SPEED_BATCH:
+                    produced[name] = sum(int(t) not in special for t in ids.flatten())
+
+            return run_batch
+
+        timings = measure_speeds(
+            {name: runner(name, translator) for name, translator in translators.items()},
             batch_sizes=(1, SPEED_BATCH) if beam == 1 else (SPEED_BATCH,),
             threads=threads,
             repeats=repeats,
             warmup=1,
         )
-        name = "greedy" if beam == 1 else f"beam{beam}"
-        sps = timing[f"throughput_b{SPEED_BATCH}"]
-        out[f"sentences_per_s_{name}"] = sps
-        out[f"tokens_per_s_{name}"] = sps * produced[SPEED_BATCH] / SPEED_BATCH
-        if beam == 1:
-            out["latency_ms_b1"] = timing["latency_ms_b1"]
+        label = "greedy" if beam == 1 else f"beam{beam}"
+        for name, timing in timings.items():
+            sps = timing[f"throughput_b{SPEED_BATCH}"]
+            out[name][f"sentences_per_s_{label}"] = sps
+            out[name][f"tokens_per_s_{label}"] = sps * produced[name] / SPEED_BATCH
+            if beam == 1:
+                out[name]["latency_ms_b1"] = timing["latency_ms_b1"]
     return out
 
 
@@ -124,21 +141,19 @@ def evaluate_translation_run(cfg: RunConfig, *, progress: bool = True) -> dict[s
         if isinstance(translator, Seq2SeqTranslator):
             entry.update(count_parameters(translator.model))
             entry["disk_mb"] = disk_mb(translator.folder)
-            if cfg.evaluate.speed:
-                entry.update(
-                    seq2seq_speed(
-                        translator,
-                        [p.source for p in first],
-                        threads=cfg.evaluate.threads,
-                        repeats=cfg.evaluate.repeats,
-                    )
-                )
-                entry["sentences_per_s"] = (
-                    entry[f"sentences_per_s_{'greedy' if beam == 1 else f'beam{beam}'}"]
-                    if beam in (1, 4)
-                    else entry["sentences_per_s_greedy"]
-                )
         results["models"][name] = entry
+    neural = {name: t for name, (t, _) in models.items() if isinstance(t, Seq2SeqTranslator)}
+    if cfg.evaluate.speed and neural:
+        # After every model is scored, so the timing window holds nothing but timing.
+        speeds = seq2seq_speeds(
+            neural, [p.source for p in first], threads=cfg.evaluate.threads, repeats=cfg.evaluate.repeats
+        )
+        for name, speed in speeds.items():
+            entry = results["models"][name]
+            beam = entry["beam"]
+            entry.update(speed)
+            # The headline rate is at the evaluation beam (greedy when it is neither 1 nor 4).
+            entry["sentences_per_s"] = speed[f"sentences_per_s_{'beam4' if beam == 4 else 'greedy'}"]
     teacher = results["models"].get("teacher")
     student = results["models"]["student"]
     if teacher:
