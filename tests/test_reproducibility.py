@@ -151,3 +151,44 @@ def test_a_stage_record_keeps_its_settings_for_people(tmp_path, tiny_raw):
     marker.write_text(json.dumps({**record, "commit": "0" * 40}))
     provenance = _provenance(cfg, "teacher")
     assert provenance["commit"] == "0" * 40 and provenance["evaluated_commit"] == code_version()["commit"]
+
+
+def test_the_same_data_named_another_way_reuses_the_stages(tmp_path, tiny_raw, monkeypatch):
+    """A stage depends on what its inputs hold, not where they are: the same data folder spelled
+    relative or absolute, or copied elsewhere, with another cache folder, keeps every stage's hash
+    (a bench run once retrained its teacher because --data-dir was spelled differently)."""
+    from xdistill.pipeline import _mark_done, redo_notice, stage_changes
+
+    raw = _copy_demo_data(tmp_path, tiny_raw)
+    cfg = load_config(write_config(tmp_path / "a.yaml", raw))
+    for stage in ("teacher", "student", "evaluate"):
+        _mark_done(cfg, stage, {})
+    moved = tmp_path / "elsewhere" / "data"
+    shutil.copytree(raw["data"]["dir"], moved)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    other = {**raw, "data": {**raw["data"], "dir": "data"}, "cache_dir": str(tmp_path / "another-cache")}
+    other_cfg = load_config(write_config(tmp_path / "b.yaml", other))
+    assert all(stage_done(other_cfg, s) for s in ("teacher", "student", "evaluate"))
+    assert stage_changes(other_cfg, "teacher") == [] and redo_notice(other_cfg, "teacher") is None
+    # A changed setting still redoes the stage, and the log line says which.
+    changed = load_config(write_config(tmp_path / "c.yaml", {**other, "teacher": {**raw["teacher"], "dropout": 0.3}}))
+    assert not stage_done(changed, "teacher")
+    assert redo_notice(changed, "teacher") == (
+        f"[teacher] redoing the stage finished in {changed.run_dir}: teacher.dropout: (default) -> 0.3"
+    )
+
+
+def test_a_stage_recorded_with_its_locations_still_counts(tmp_path, tiny_raw):
+    """Records written before locations were left out of a stage's settings (data.dir, cache_dir and
+    input paths beside their content fingerprints) still count as done for the same inputs."""
+    from xdistill.pipeline import _mark_done
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", _copy_demo_data(tmp_path, tiny_raw)))
+    _mark_done(cfg, "teacher", {})
+    marker = Path(cfg.run_dir) / ".stages" / "teacher.json"
+    record = json.loads(marker.read_text())
+    old_style = {**record["settings"], "data.dir": "../somewhere/data", "data.train": "train.csv"}
+    marker.write_text(json.dumps({**record, "hash": "0" * 16, "settings": old_style}))
+    assert stage_done(cfg, "teacher")
+    marker.write_text(json.dumps({**record, "hash": "0" * 16, "settings": {**old_style, "teacher.dropout": 0.3}}))
+    assert not stage_done(cfg, "teacher")

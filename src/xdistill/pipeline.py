@@ -108,6 +108,9 @@ STAGE_INPUTS = {
     ),
     "evaluate": ("embed.probe.train", "embed.probe.test.*", "embed.references.*.path"),
 }
+# Config values that only say where files are: never part of a stage's hash (see stage_settings).
+LOCATION_KEYS = ("data.dir", "cache_dir")
+
 _MODEL_KEYS = {
     "teacher.path",
     "student.base",
@@ -209,7 +212,18 @@ def stage_settings(cfg: RunConfig, stage: str) -> dict[str, Any]:
         if fingerprint is not None:
             settings[f"input:{key}"] = fingerprint[:16]
     digests.save()
-    return settings
+    # Where inputs live is not what a stage depends on: a data folder named another way (relative
+    # or absolute, moved, or another user's checkout) and the cache's location leave the hash as
+    # it was, and a file or model read by the stage counts by its content fingerprint, not its path.
+    return _without_locations(settings)
+
+
+def _without_locations(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` less LOCATION_KEYS and the paths of inputs that have a content fingerprint.
+    Also applied to records written before locations were left out, so those stages still count."""
+    return {
+        key: value for key, value in settings.items() if key not in LOCATION_KEYS and f"input:{key}" not in settings
+    }
 
 
 def _plain(value: Any) -> str:
@@ -234,9 +248,35 @@ def stage_done(cfg: RunConfig, stage: str) -> bool:
     if not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("hash") == stage_hash(cfg, stage)
+        record = json.loads(path.read_text())
     except ValueError:
         return False
+    settings = stage_settings(cfg, stage)
+    if record.get("hash") == stage_hash(cfg, stage, settings):
+        return True
+    # A record from before locations were left out of the settings: compare what it depended on.
+    return _plain(_without_locations(record.get("settings") or {})) == _plain(settings)
+
+
+def stage_changes(cfg: RunConfig, stage: str) -> list[str]:
+    """Why a stage finished earlier in this run folder is not done for these settings: each
+    setting or input that differs from its record ([] when there is no record, or it matches)."""
+    path = _marker(cfg, stage)
+    if not path.is_file():
+        return []
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")).get("settings", {})
+    except ValueError:
+        return ["its record is unreadable"]
+    return _differences(_without_locations(old), stage_settings(cfg, stage))
+
+
+def redo_notice(cfg: RunConfig, stage: str) -> str | None:
+    """One line for the log when a finished stage is about to be redone (its output replaced)."""
+    changes = stage_changes(cfg, stage)
+    if not changes:
+        return None
+    return f"[{stage}] redoing the stage finished in {cfg.run_dir}: " + "; ".join(changes)
 
 
 def _mark_done(cfg: RunConfig, stage: str, summary: dict[str, Any]) -> None:
@@ -305,6 +345,8 @@ def run_stage(
         if not force and stage_done(cfg, stage):
             echo(f"[{stage}] already done for these settings in {cfg.run_dir}; skipping (use --force to redo)")
             return None
+        if not force and (notice := redo_notice(cfg, stage)):
+            echo(notice)
         # Several processes (torchrun): all of them train (fit() shards the batches); only the main
         # one writes run files and evaluates, the others wait for it at the end of every stage.
         main = is_main()

@@ -37,7 +37,7 @@ from ..evaluate.size_speed import speedups
 from ..io_utils import atomic_write_json
 from ..layout import student_dir, teacher_dir
 from ..models.e5_import import import_e5_small
-from ..pipeline import _mark_done, stage_done
+from ..pipeline import _mark_done, redo_notice, stage_done
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,8 @@ def teacher_config(base: dict, work_dir: Path, variant: str, seed: int | None = 
 
 def ensure_teacher(cfg: RunConfig, echo: Callable[[str], None], progress: bool) -> Path:
     if not stage_done(cfg, "teacher"):
+        if notice := redo_notice(cfg, "teacher"):
+            echo(notice)
         echo(f"[{cfg.name}] fine-tuning the teacher (seed {cfg.seed})")
         result = train_teacher(cfg, progress=progress)
         _mark_done(cfg, "teacher", {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
@@ -337,6 +339,8 @@ def run_variant(
         for row in rows:
             cfg = row_config(base, row, seed, work_dir, variant, t_folder, extra_teachers)
             if not stage_done(cfg, "student"):
+                if notice := redo_notice(cfg, "student"):
+                    echo(notice)
                 fit_result = distill_student(cfg, progress=progress)
                 _mark_done(
                     cfg,

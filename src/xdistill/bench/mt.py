@@ -306,7 +306,7 @@ def run_benchmark(
         t_cfg = teacher_config(pair, data_dir=data_dir, work_dir=work_dir, quick=quick)
         if t_cfg is not None and not stage_done(t_cfg, "teacher"):
             echo(f"[{pair}] training the teacher")
-            run_stage(t_cfg, "teacher", force=True, progress=progress, echo=echo)
+            run_stage(t_cfg, "teacher", progress=progress, echo=echo)
         teacher_row_done = False
         rows = rows_to_run(pair, skip)
         for variant in rows:
