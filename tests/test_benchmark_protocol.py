@@ -196,3 +196,17 @@ def test_students_can_select_on_the_dev_kl_to_the_teacher(tmp_path, tiny_raw):
         ConfigError, match=r"teacher.train.select_metric must be one of accuracy, macro_f1, got 'teacher_kl'"
     ):
         load_config(write_config(tmp_path / "bad.yaml", teacher_kl_raw))
+
+
+def test_a_result_names_the_cpu_kernels_it_ran_on():
+    """ "AMD EPYC" names more than one CPU; the kernel level PyTorch dispatched to (AVX2, AVX512, ...)
+    and the CPU family/model say whether two results ran the same arithmetic."""
+    import torch
+
+    from xdistill.evaluate.run_eval import machine_info
+
+    info = machine_info()
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and info["cpu_capability"]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and "cpu family" in cpuinfo.read_text():  # x86 Linux
+        assert info["cpu_model"].startswith("family ")

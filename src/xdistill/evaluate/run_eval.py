@@ -28,15 +28,19 @@ def machine_info() -> dict[str, Any]:
     import transformers
 
     cpu = platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
     return {
-        "cpu": cpu,
+        "cpu": fields.get("model name", cpu),
+        # Two machines that both say "AMD EPYC" can be different CPUs that run other PyTorch kernels
+        # (AVX2 vs AVX512), so the same seed need not give the same model on both.
+        "cpu_model": f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else None,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         **code_version(),
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
