@@ -244,12 +244,8 @@ def _started_marker(cfg: RunConfig, stage: str) -> Path:
 
 
 def stage_done(cfg: RunConfig, stage: str) -> bool:
-    path = _marker(cfg, stage)
-    if not path.is_file():
-        return False
-    try:
-        record = json.loads(path.read_text())
-    except ValueError:
+    record = _record(cfg, stage)
+    if not record:
         return False
     settings = stage_settings(cfg, stage)
     if record.get("hash") == stage_hash(cfg, stage, settings):
@@ -261,14 +257,24 @@ def stage_done(cfg: RunConfig, stage: str) -> bool:
 def stage_changes(cfg: RunConfig, stage: str) -> list[str]:
     """Why a stage finished earlier in this run folder is not done for these settings: each
     setting or input that differs from its record ([] when there is no record, or it matches)."""
+    record = _record(cfg, stage)
+    if record is None:
+        return []
+    if not record:
+        return ["its record is unreadable"]
+    return _differences(_without_locations(record.get("settings") or {}), stage_settings(cfg, stage))
+
+
+def _record(cfg: RunConfig, stage: str) -> dict[str, Any] | None:
+    """A finished stage's record: None when there is none, {} when it cannot be read."""
     path = _marker(cfg, stage)
     if not path.is_file():
-        return []
+        return None
     try:
-        old = json.loads(path.read_text(encoding="utf-8")).get("settings", {})
+        record = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
-        return ["its record is unreadable"]
-    return _differences(_without_locations(old), stage_settings(cfg, stage))
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def redo_notice(cfg: RunConfig, stage: str) -> str | None:
