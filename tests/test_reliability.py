@@ -23,6 +23,12 @@ def _env() -> dict[str, str]:
     return {**os.environ, "XDISTILL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
 
+def _gloo_env() -> dict[str, str]:
+    # The two-process tests are about ranks (gloo on the CPU), not GPUs: on a one-GPU machine two ranks
+    # cannot share the GPU (see the test of that error below).
+    return {**_env(), "CUDA_VISIBLE_DEVICES": ""}
+
+
 def _run(out: Path, *extra: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
@@ -123,7 +129,7 @@ def test_two_processes_end_with_identical_parameters_and_only_rank0_writes(tmp_p
         capture_output=True,
         text=True,
         timeout=300,
-        env=_env(),
+        env=_gloo_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = load_file(str(out / "final-rank0.safetensors")), load_file(str(out / "final-rank1.safetensors"))
@@ -155,13 +161,66 @@ def test_torchrun_cli_runs_the_tiny_config(tmp_path, tiny_raw):
         capture_output=True,
         text=True,
         timeout=600,
-        env=_env(),
+        env=_gloo_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = Path(tiny_raw["run_dir"])
     assert (run / "student" / "config.json").is_file() and (run / "results.json").is_file()
     records = [json.loads(line) for line in (run / "student-logs" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == len({(r["type"], r["step"]) for r in records})
+
+
+def test_a_checkpoint_carries_each_gpus_generator_and_restores_it(tmp_path, monkeypatch):
+    # Dropout on a GPU draws from the GPU's generator: a resumed run must restore it too (a resumed
+    # run on a lent H200 drifted from the uninterrupted one before). No GPU here, so torch.cuda is faked.
+    from xdistill.distill.checkpoint import CheckpointDir, ResumableBatches
+    from xdistill.distill.fit import FitResult, LengthGroupedBatches
+
+    gpu_states = [torch.arange(8, dtype=torch.uint8), torch.arange(8, 16, dtype=torch.uint8)]
+    restored: dict[int, torch.Tensor] = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu_states)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.__setitem__(device, state))
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    sampler = ResumableBatches(LengthGroupedBatches([1, 2, 3, 4], 2, torch.Generator().manual_seed(0)))
+    sampler.start_epoch(0)
+    checkpoints = CheckpointDir(tmp_path / "checkpoints")
+    checkpoints.save(
+        step=1,
+        epoch=0,
+        batch_in_epoch=1,
+        model=model,
+        extra_modules=[],
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=sampler,
+        result=FitResult(steps=1, best_score=None, best_epoch=None),
+        running={},
+        running_n=0,
+        metrics_lines=0,
+    )
+    checkpoints.restore(checkpoints.newest(), model, [], optimizer, scheduler, sampler)
+    assert sorted(restored) == [0, 1]
+    assert all(torch.equal(restored[i], gpu_states[i]) for i in (0, 1))
+
+
+def test_a_launch_of_more_processes_than_gpus_says_how_many_to_start(monkeypatch):
+    from xdistill import distributed
+    from xdistill.errors import XdistillError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    distributed._state.cache_clear()
+    try:
+        with pytest.raises(XdistillError, match=r"started 2 processes .* but 1 GPU\(s\) are visible: start at most 1"):
+            distributed.compute_device()
+    finally:
+        distributed._state.cache_clear()
 
 
 def test_a_fresh_run_over_an_old_one_keeps_the_old_log_aside(tmp_path):

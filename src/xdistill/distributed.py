@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
+from .errors import XdistillError
+
 
 def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -19,7 +21,24 @@ def launched() -> bool:
 def _state():
     from accelerate import PartialState
 
+    if _cuda():
+        _check_one_gpu_per_process()
     return PartialState(cpu=not _cuda())
+
+
+def _check_one_gpu_per_process() -> None:
+    """Each process of a launch on GPUs needs a GPU of its own: NCCL refuses two ranks on one GPU, and a
+    rank whose local index has no GPU fails with "invalid device ordinal"; say so before either."""
+    import torch
+
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    gpus = torch.cuda.device_count()
+    if processes > gpus:
+        raise XdistillError(
+            f"the launcher started {processes} processes on this machine but {gpus} GPU(s) are visible: "
+            f"start at most {gpus} (torchrun --nproc_per_node={gpus}), or run on the CPU with "
+            "CUDA_VISIBLE_DEVICES= (gloo)"
+        )
 
 
 def _cuda() -> bool:

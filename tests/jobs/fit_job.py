@@ -53,7 +53,8 @@ def main() -> None:
         return {"loss": loss}
 
     def evaluate():
-        return {"accuracy": 100.0 * float((model(x).argmax(-1) == y).float().mean())}
+        device = next(model.parameters()).device  # fit() moved the model to the GPU if there is one
+        return {"accuracy": 100.0 * float((model(x.to(device)).argmax(-1).cpu() == y).float().mean())}
 
     def save():
         calls["saves"] += 1

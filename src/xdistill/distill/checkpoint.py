@@ -132,7 +132,8 @@ class CheckpointDir:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             save_file(
-                {"torch": torch.get_rng_state(), "sampler": sampler.state(batch_in_epoch)}, str(tmp / "rng.safetensors")
+                {"torch": torch.get_rng_state(), "sampler": sampler.state(batch_in_epoch), **_cuda_rng_states()},
+                str(tmp / "rng.safetensors"),
             )
             np_state = np.random.get_state()
             atomic_write_json(
@@ -194,6 +195,7 @@ class CheckpointDir:
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         rng = load_file(str(folder / "rng.safetensors"))
         torch.set_rng_state(rng["torch"])
+        _restore_cuda_rng_states(rng)
         sampler.restore(state["epoch"], rng["sampler"])
         random.setstate(_tuples(state["python_random"]))
         kind, keys, *rest = state["numpy_random"]
@@ -213,3 +215,19 @@ def _jsonable(value: Any) -> Any:
 
 def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _cuda_rng_states() -> dict[str, torch.Tensor]:
+    """Each GPU's generator (dropout on a GPU draws from it, not from the CPU's): without it a run
+    resumed on a GPU drops other units than the uninterrupted run would have."""
+    if not torch.cuda.is_available():
+        return {}
+    return {f"cuda{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
+
+
+def _restore_cuda_rng_states(rng: dict[str, torch.Tensor]) -> None:
+    if not torch.cuda.is_available():
+        return  # a checkpoint written on a GPU resumed on the CPU: the CPU generator is restored above
+    for name, state in rng.items():
+        if name.startswith("cuda") and int(name[4:]) < torch.cuda.device_count():
+            torch.cuda.set_rng_state(state, device=int(name[4:]))

@@ -302,7 +302,9 @@ def fit(
                 averaged = {k: v / running_n for k, v in running.items()}
                 if world > 1:  # every rank saw other batches: report the mean over ranks
                     names = sorted(averaged)
-                    values = accelerator.reduce(torch.tensor([averaged[k] for k in names]), reduction="mean")
+                    values = accelerator.reduce(  # NCCL reduces GPU tensors only
+                        torch.tensor([averaged[k] for k in names], device=accelerator.device), reduction="mean"
+                    )
                     averaged = dict(zip(names, values.tolist()))
                 bar.set_postfix(loss=f"{averaged['loss']:.4f}")
                 log_record(

@@ -25,6 +25,7 @@ import torch
 from ..config import RunConfig, Seq2SeqArchConfig, TrainConfig
 from ..data.examples import ParallelPair
 from ..data.mt_data import MTData, load_mt_data
+from ..distributed import compute_device
 from ..errors import XdistillError
 from ..layout import logs_dir, student_dir, teacher_dir
 from ..losses.generalized_jsd import GeneralizedJSDLoss
@@ -267,6 +268,10 @@ def distill_translation(cfg: RunConfig, *, progress: bool = True) -> FitResult:
     teacher: Translator | None = None
     if cfg.distill.use_teacher:
         teacher = load_teacher_translator(cfg)
+        if isinstance(teacher, Seq2SeqTranslator):
+            # On the GPU when there is one: it translates the seq-KD sources and, for word-level KD and
+            # on-policy steps, runs beside the student on each batch.
+            teacher.model.to(compute_device())
         if mt.seqkd:
             kd_pairs, counts = seqkd_pairs(cfg, teacher, data.source_texts(), progress=progress)
             pairs.extend(kd_pairs)

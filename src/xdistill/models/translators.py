@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..config import Decoding
 from ..errors import XdistillError
 from ..fingerprints import fingerprint_folder
+from .batches import model_device, to_device
 from .folder import MODEL_INFO, read_model_info, verify_weights
 from .seq2seq import load_translation_tokenizer
 
@@ -112,6 +113,8 @@ class Seq2SeqTranslator:
     def generate_ids(self, texts: Sequence[str], beam: int = 1) -> torch.Tensor:
         batch = self.encode(texts)
         bound = self.decoding.max_new_tokens(batch["attention_mask"].sum(dim=1).tolist(), self.max_length - 2)
+        # The inputs go where the model is: a student evaluated during training on a GPU stays there.
+        batch = to_device(batch, model_device(self.model))
         # max_length counts the decoder start token and the (forced) </s>: ``bound`` real tokens.
         # Both guards are passed even when off, so a generation_config.json that sets them is overridden.
         return self.model.generate(
