@@ -56,7 +56,7 @@ def test_onnx_classifier_export_matches_pytorch_and_carries_everything(models, t
     # onnxruntime's transformer optimizer fused the graph: one attention kernel per layer, the
     # residual adds into their LayerNorms; the parity above is measured on the fused graph.
     layers = json.loads((models["classifier"] / "config.json").read_text())["num_hidden_layers"]
-    assert info["fused_operators"]["Attention"] == layers
+    assert info["fused_operators"].get("Attention") == layers, info["fused_operators"]  # needs onnxruntime >= 1.31
     assert info["fused_operators"]["SkipLayerNormalization"] == 2 * layers
     exported, reference = load_model(folder), load_model(models["classifier"])
     assert [r["label"] for r in exported.classify(TEXTS)] == [r["label"] for r in reference.classify(TEXTS)]
