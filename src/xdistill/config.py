@@ -282,7 +282,8 @@ class StudentConfig:
     vocab_min_count: int = 1
     # With trim_vocab: also keep the N pieces the tokenizer ranks most frequent (Unigram scores) among
     # those written in the training text's scripts (Latin, CJK, ...), so text unlike the training text
-    # (another domain, words it lacks) is still cut into the teacher's pieces; 0: none.
+    # (another domain, words it lacks) is still cut into the teacher's pieces; 0: none. The shipped recipes
+    # set 20000 (what it buys on text of another genre: scripts/vocab_coverage.py, README).
     vocab_keep_top: int = 0
     # Classification students: keep the copied word embeddings fixed (the teacher's multilingual
     # vectors) instead of training them on the few texts distillation sees.
