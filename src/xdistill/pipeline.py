@@ -277,6 +277,12 @@ def _record(cfg: RunConfig, stage: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else {}
 
 
+def stage_record(cfg: RunConfig, stage: str) -> dict[str, Any]:
+    """What a finished stage recorded (commit, steps, seconds, best_dev, settings); {} when it has no
+    readable record. Benchmarks read it so that a row names the code that trained a reused model."""
+    return _record(cfg, stage) or {}
+
+
 def redo_notice(cfg: RunConfig, stage: str) -> str | None:
     """One line for the log when a finished stage is about to be redone (its output replaced)."""
     changes = stage_changes(cfg, stage)

@@ -28,7 +28,7 @@ from ..evaluate.run_eval import machine_info
 from ..io_utils import atomic_write_json
 from ..layout import logs_dir, student_dir
 from ..models.e5_import import import_e5_small
-from ..pipeline import run_all, run_stage
+from ..pipeline import run_all, run_stage, stage_record
 
 QUICK = {
     "max_pairs_per_file": 500,
@@ -148,9 +148,8 @@ def run_benchmark(
     cfg = bench_config(config, data_dir=data_dir, work_dir=work_dir, e5_path=e5_path, quick=quick)
     run_all(cfg, progress=progress, echo=echo)
     results = json.loads((Path(cfg.run_dir) / "results.json").read_text(encoding="utf-8"))
-    stage = Path(cfg.run_dir) / ".stages" / "student.json"
     # A re-run evaluates a student trained earlier (its stage is done): say which code trained it.
-    trained = json.loads(stage.read_text()) if stage.is_file() else {}
+    trained = stage_record(cfg, "student")
     rows = rows_from_results(results)
     bench = {
         "benchmark": "embed",

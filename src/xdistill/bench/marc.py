@@ -14,7 +14,6 @@ std over seeds.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from ..evaluate.size_speed import speedups
 from ..io_utils import atomic_write_json
 from ..layout import student_dir, teacher_dir
 from ..models.e5_import import import_e5_small
-from ..pipeline import _mark_done, redo_notice, stage_done
+from ..pipeline import _mark_done, redo_notice, stage_done, stage_record
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +375,7 @@ def run_variant(
 
 def _provenance(cfg: RunConfig, stage: str) -> dict[str, Any]:
     """What a sceptical reader needs to trace a row: the code, the resolved config, the selection."""
-    record = _stage_record(cfg, stage)
+    record = stage_record(cfg, stage)
     return {
         # The commit that trained the model (a re-run reuses a stage trained by older code if its
         # settings are unchanged; None: its marker predates commits in markers), and the evaluating one.
@@ -387,14 +386,6 @@ def _provenance(cfg: RunConfig, stage: str) -> dict[str, Any]:
         "steps": record.get("steps"),
         "train_seconds": record.get("seconds"),
     }
-
-
-def _stage_record(cfg: RunConfig, stage: str) -> dict[str, Any]:
-    path = Path(cfg.run_dir) / ".stages" / f"{stage}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _teacher_row_with_speed(row: dict[str, Any], timings: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from ..io_utils import atomic_write_json
 from ..layout import logs_dir, student_dir, teacher_dir
 from ..metrics.translation import translation_scores
 from ..models.folder import read_model_info
-from ..pipeline import run_all, run_stage, stage_done
+from ..pipeline import run_all, run_stage, stage_done, stage_record
 
 RECIPES = {"en-es": "configs/mt-en-es-apertium.yaml", "en-zh": "configs/mt-en-zh-teacher.yaml"}
 # Student rows per pair: name -> overrides on top of the recipe. Every row of a pair trains the same
@@ -130,8 +130,7 @@ def training_cost(cfg: RunConfig, stage: str) -> dict[str, Any]:
     """Steps and seconds the stage's training took and the commit that trained it, from its marker
     (also when an earlier invocation trained it and this one reused it: the row must not claim the
     evaluating commit's code made the model)."""
-    marker = Path(cfg.run_dir) / ".stages" / f"{stage}.json"
-    done = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+    done = stage_record(cfg, stage)
     return {f"train_{k}": done[k] for k in ("steps", "seconds", "commit") if k in done}
 
 
