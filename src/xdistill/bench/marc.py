@@ -646,13 +646,18 @@ def _table(
     columns: list[tuple[str, str]], rows: list[dict[str, Any]], cells: Callable[[dict[str, Any]], list[str]]
 ) -> list[str]:
     """``columns`` (name, alignment) then the size/speed columns; ``cells(row)``: the first columns' cells."""
-    everything = [("variant", "---"), ("row", "---"), *columns, *SIZE_SPEED_COLUMNS]
+    # The seeds each row averages: a partial run's rows may have fewer than the run's seeds.
+    everything = [("variant", "---"), ("row", "---"), ("seeds", "--:"), *columns, *SIZE_SPEED_COLUMNS]
     lines = [
         "| " + " | ".join(name for name, _ in everything) + " |",
         "| " + " | ".join(a for _, a in everything) + " |",
     ]
     for row in rows:
-        lines.append(f"| {row['variant']} | {row['name']} | " + " | ".join(cells(row)) + f" | {_size_speed_cells(row)}")
+        lines.append(
+            f"| {row['variant']} | {row['name']} | {len(row['seeds'])} | "
+            + " | ".join(cells(row))
+            + f" | {_size_speed_cells(row)}"
+        )
     return lines
 
 
