@@ -3,8 +3,9 @@
 A student's vocabulary is trimmed to the pieces of its training text (student.trim_vocab), plus the
 ``vocab_keep_top`` pieces the teacher's tokenizer ranks most frequent in the scripts of that text. Text
 unlike the training text (another domain) then falls back to smaller pieces the teacher never used for
-it. This measures how often, with the MARC training text of `xdistill bench marc` (3,000 English
-reviews, the es and zh pools, 1-2 and 4-5 stars) as the training text, for several ``vocab_keep_top``:
+it. This measures how often, for several ``vocab_keep_top``, with about the training text of
+`xdistill bench marc --variant binary` as the training text (1-2 and 4-5 stars: the first 3,000 English pool
+reviews and every es and zh pool review; the bench draws its 3,000 by seed and drops dev rows and test texts):
 
 - ``same_pieces``: % of texts the student's tokenizer cuts exactly as the teacher's;
 - ``pieces_ratio``: the student's pieces per text over the teacher's (1.0 = no extra fragmentation);
