@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from xdistill.bench.marc import (
     BUDGETS,
@@ -200,3 +201,44 @@ def test_marc_dev_scores_every_candidate_on_dev_and_chooses_among_the_benchmark_
     assert json.loads(out.read_text())["recipes_tried"] == 3
     table = marc_dev.dev_markdown(results)
     assert "| three layers | 3 |" in table and "Chosen on English dev" in table
+
+
+def test_a_rerun_continues_an_interrupted_student_from_its_checkpoint(tmp_path: Path, tiny_raw, monkeypatch):
+    """bench marc runs its stages as `xdistill run` does: a student killed after its first epoch
+    continues from that checkpoint on the next run and ends as the uninterrupted one."""
+    from safetensors.torch import load_file
+
+    from xdistill.bench.marc import ensure_stage
+    from xdistill.config import load_config
+    from xdistill.distill.checkpoint import CheckpointDir
+    from xdistill.layout import student_dir
+
+    def config(name: str):
+        raw = {**tiny_raw, "run_dir": str(tmp_path / name)}
+        return load_config(write_config(tmp_path / f"{name}.yaml", raw))
+
+    straight, killed = config("straight"), config("killed")
+    for cfg in (straight, killed):
+        ensure_stage(cfg, "teacher", echo=lambda _: None, progress=False)
+    ensure_stage(straight, "student", echo=lambda _: None, progress=False)
+
+    save = CheckpointDir.save
+
+    def save_then_die(self, **kw):
+        save(self, **kw)
+        raise KeyboardInterrupt  # the kill, right after the epoch-1 checkpoint is complete
+
+    monkeypatch.setattr(CheckpointDir, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_stage(killed, "student", echo=lambda _: None, progress=False)
+    monkeypatch.setattr(CheckpointDir, "save", save)
+
+    said: list[str] = []
+    ensure_stage(killed, "student", echo=said.append, progress=False)
+    assert any("resuming the student stage" in line for line in said), said
+    a = load_file(str(student_dir(straight) / "model.safetensors"))
+    b = load_file(str(student_dir(killed) / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    ensure_stage(killed, "student", echo=said.append, progress=False)  # done: nothing runs again
+    assert sum("the student stage" in line for line in said) == 1

@@ -17,7 +17,7 @@ import pytest
 from xdistill.config import load_config, package_dir
 from xdistill.distill.fit import RESUME
 from xdistill.errors import XdistillError
-from xdistill.pipeline import _begin_stage, run_folder_lock, stage_done, stage_hash
+from xdistill.pipeline import _begin_stage, _mark_done, can_resume, run_folder_lock, stage_done, stage_hash
 
 from conftest import write_config
 
@@ -192,3 +192,28 @@ def test_a_stage_recorded_with_its_locations_still_counts(tmp_path, tiny_raw):
     assert stage_done(cfg, "teacher")
     marker.write_text(json.dumps({**record, "hash": "0" * 16, "settings": {**old_style, "teacher.dropout": 0.3}}))
     assert not stage_done(cfg, "teacher")
+
+
+def test_only_a_stage_interrupted_with_the_same_settings_can_resume(tmp_path, tiny_raw):
+    path = write_config(tmp_path / "c.yaml", tiny_raw)
+    first, changed = load_config(path), load_config(path, ["train.lr=1e-5"])
+    assert not can_resume(first, "student")  # never started
+    _begin_stage(first, "student")  # as a run killed mid-student leaves it
+    assert can_resume(first, "student")
+    assert not can_resume(changed, "student")
+    _mark_done(first, "student", {})
+    assert not can_resume(first, "student")  # finished: nothing to continue
+
+
+def test_building_a_random_encoder_leaves_the_global_random_stream_as_finding_it_cached_does(tmp_path):
+    # Else the first run in a process (which builds the encoder) draws other heads and dropout
+    # masks than every later run of the same config (which finds it cached).
+    import torch
+
+    from xdistill.models.tiny import create_random_encoder
+
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    create_random_encoder(tmp_path / "enc", ["a small text", "another one"], "tiny", seed=5)
+    assert torch.equal(torch.rand(4), expected)

@@ -325,12 +325,8 @@ def _begin_stage(cfg: RunConfig, stage: str) -> None:
     checkpoint made with other ones (it would go on training with the old settings while
     config.yaml and the stage record claimed the new)."""
     settings = stage_settings(cfg, stage)
-    started = _started_marker(cfg, stage)
-    if RESUME.get() and started.is_file():
-        try:
-            old = json.loads(started.read_text(encoding="utf-8")).get("settings", {})
-        except ValueError:
-            old = None
+    if RESUME.get():
+        old = _started_settings(cfg, stage)
         if old is not None and old != json.loads(_plain(settings)):
             diff = "; ".join(_differences(old, settings))
             raise ConfigError(
@@ -338,7 +334,25 @@ def _begin_stage(cfg: RunConfig, stage: str) -> None:
                 f"({diff}); resume with the settings it started with, or pass --resume never to start the "
                 f"{stage} stage over with the new ones"
             )
-    atomic_write_json(started, {"settings": settings})
+    atomic_write_json(_started_marker(cfg, stage), {"settings": settings})
+
+
+def _started_settings(cfg: RunConfig, stage: str) -> dict[str, Any] | None:
+    """The settings an unfinished ``stage`` was started with (None: not started, finished, or unreadable)."""
+    started = _started_marker(cfg, stage)
+    if not started.is_file():
+        return None
+    try:
+        return json.loads(started.read_text(encoding="utf-8")).get("settings", {})
+    except ValueError:
+        return None
+
+
+def can_resume(cfg: RunConfig, stage: str) -> bool:
+    """Whether ``stage`` was interrupted in ``cfg.run_dir`` with these very settings, so its
+    checkpoints can be continued (with other settings it has to start over)."""
+    old = _started_settings(cfg, stage)
+    return old is not None and old == json.loads(_plain(stage_settings(cfg, stage)))
 
 
 def write_resolved_config(cfg: RunConfig) -> Path:
@@ -479,7 +493,10 @@ def _run_task_stage(cfg: RunConfig, stage: str, *, progress: bool, echo: Callabl
         return result
     if stage == "student":
         result = recipe.distill(cfg, progress=progress)
-        _mark_done(cfg, stage, {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
+        summary = {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds}
+        if getattr(result, "also_best", None):
+            summary["also_best"] = result.also_best  # e.g. the copy selected on target-language dev
+        _mark_done(cfg, stage, summary)
         spec = ".3g" if cfg.task == "embedding" else ".2f"
         echo(
             f"[student] saved to {student_dir(cfg)} (best dev {recipe.dev_label(cfg)}"

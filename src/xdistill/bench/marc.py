@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import api
 from ..config import RunConfig, apply_override, from_dict
 from ..data.splits import load_test
-from ..distill.classify import distill_student, train_teacher
 from ..evaluate.run_eval import (
     add_agreement,
     add_same_pieces,
@@ -36,7 +36,7 @@ from ..evaluate.size_speed import speedups
 from ..io_utils import atomic_write_json
 from ..layout import student_dir, teacher_dir
 from ..models.e5_import import import_e5_small
-from ..pipeline import _mark_done, redo_notice, stage_done, stage_record
+from ..pipeline import can_resume, stage_done, stage_record
 
 log = logging.getLogger(__name__)
 
@@ -215,13 +215,20 @@ def teacher_config(base: dict, work_dir: Path, variant: str, seed: int | None = 
     return _config(raw)
 
 
+def ensure_stage(cfg: RunConfig, stage: str, echo: Callable[[str], None], progress: bool) -> None:
+    """Run ``stage`` as ``xdistill run`` does, unless it is done for these settings; a stage that
+    was interrupted with the same settings continues from its newest checkpoint instead of
+    starting over (a re-run of the benchmark loses at most one epoch of a student)."""
+    if stage_done(cfg, stage):
+        return
+    resume = can_resume(cfg, stage)
+    echo(f"[{cfg.name}] {'resuming' if resume else 'running'} the {stage} stage (seed {cfg.seed}) in {cfg.run_dir}")
+    run_one = api.train_teacher if stage == "teacher" else api.distill
+    run_one(cfg, resume=resume, progress=progress, echo=echo)
+
+
 def ensure_teacher(cfg: RunConfig, echo: Callable[[str], None], progress: bool) -> Path:
-    if not stage_done(cfg, "teacher"):
-        if notice := redo_notice(cfg, "teacher"):
-            echo(notice)
-        echo(f"[{cfg.name}] fine-tuning the teacher (seed {cfg.seed})")
-        result = train_teacher(cfg, progress=progress)
-        _mark_done(cfg, "teacher", {"best_dev": result.best_score, "steps": result.steps, "seconds": result.seconds})
+    ensure_stage(cfg, "teacher", echo, progress)
     return teacher_dir(cfg)
 
 
@@ -337,20 +344,7 @@ def run_variant(
     for seed in seeds:
         for row in rows:
             cfg = row_config(base, row, seed, work_dir, variant, t_folder, extra_teachers)
-            if not stage_done(cfg, "student"):
-                if notice := redo_notice(cfg, "student"):
-                    echo(notice)
-                fit_result = distill_student(cfg, progress=progress)
-                _mark_done(
-                    cfg,
-                    "student",
-                    {
-                        "best_dev": fit_result.best_score,
-                        "also_best": fit_result.also_best,
-                        "steps": fit_result.steps,
-                        "seconds": fit_result.seconds,
-                    },
-                )
+            ensure_stage(cfg, "student", echo, progress)
             entry, pred, pieces = evaluate_classifier(cfg, row, student_dir(cfg), test, progress=progress)
             add_agreement(entry, pred, t_pred)
             add_same_pieces(entry, pieces, t_pieces)
@@ -582,7 +576,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         *(
             [
                 "**Partial run**: the run was stopped before every row finished; rows missing below were not "
-                "measured. Re-running the same command skips the students already trained.",
+                "measured. Re-running the same command skips the students already trained and continues an interrupted one from its last epoch checkpoint.",
                 "",
             ]
             if results.get("complete") is False

@@ -78,7 +78,6 @@ def create_random_encoder(out_dir: str | Path, texts: list[str], size: str = "ti
     layers, hidden, heads, ffn, vocab = SIZES[size]
     out_dir = Path(out_dir)
     tokenizer = train_unigram_tokenizer(texts, vocab)
-    torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -88,7 +87,11 @@ def create_random_encoder(out_dir: str | Path, texts: list[str], size: str = "ti
         max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = BertModel(config, add_pooling_layer=False)
+    # Its own random stream: a run that builds the encoder must leave torch's global generator as a
+    # run that finds it cached does, or the two would draw different heads and dropout masks.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(config, add_pooling_layer=False)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
