@@ -242,3 +242,23 @@ def test_a_rerun_continues_an_interrupted_student_from_its_checkpoint(tmp_path: 
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
     ensure_stage(killed, "student", echo=said.append, progress=False)  # done: nothing runs again
     assert sum("the student stage" in line for line in said) == 1
+
+
+def test_speed_per_size_table_puts_each_depths_speed_beside_its_dev_accuracy():
+    from xdistill.bench.marc_dev import speed_per_size_markdown
+
+    def row(depth, b32, pct=None):
+        r = {"depth": depth, "layers": list(range(depth)), "params_ratio": 0.15 + depth / 100}
+        r |= {"speedup_b32": b32, "speedup_b32_std": 0.1, "speedup_b1": b32 - 1, "speedup_b1_std": 0.2}
+        return r | ({"dev_pct_of_teacher": pct} if pct else {})
+
+    results = {
+        "machine": {"cpu": "x", "torch": "2", "commit": "abcdef0123", "dirty": False},
+        "protocol": "interleaved",
+        "target": ">= 5x",
+        "rows": [row(2, 6.04, {"es": 96.11, "zh": 98.8}), row(6, 1.97)],
+    }
+    table = speed_per_size_markdown(results)
+    assert "commit abcdef0. Target: >= 5x." in table
+    assert "| 2 | [0, 1] | 17.0% | 6.04 ± 0.10 | 5.04 ± 0.20 | 96.1 / 98.8 |" in table
+    assert table.rstrip().endswith("| 6 | [0, 1, 2, 3, 4, 5] | 21.0% | 1.97 ± 0.10 | 0.97 ± 0.20 | not trained |")

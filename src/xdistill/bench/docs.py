@@ -11,6 +11,7 @@ from .embed import markdown_table as embed_table
 from .export import markdown_table as export_table
 from .marc import markdown_table as marc_table
 from .marc_dev import dev_markdown as marc_dev_table
+from .marc_dev import speed_per_size_markdown as marc_speed_per_size_table
 from .mt import markdown_table as mt_table
 
 HEADER = """# Benchmarks
@@ -26,6 +27,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         ("marc.json", "MARC, full run", marc_table),
         ("marc-quick.json", "MARC, --quick", marc_table),
         ("marc-dev.json", "MARC, recipes chosen on dev", marc_dev_table),
+        ("marc-speed-per-size.json", "MARC, speed per student size", marc_speed_per_size_table),
         ("embed-dev.json", "Sentence embeddings, recipe chosen on dev", embed_dev_table),
         ("embed.json", "Sentence embeddings, full run", embed_table),
         ("embed-quick.json", "Sentence embeddings, --quick", embed_table),

@@ -191,3 +191,28 @@ def dev_markdown(results: dict[str, Any]) -> str:
     if results.get("chosen"):
         lines += ["", f"Chosen on English dev: **{results['chosen']['name']}**."]
     return "\n".join(lines) + "\n"
+
+
+def speed_per_size_markdown(results: dict[str, Any]) -> str:
+    """scripts/speed_per_size.py's JSON: per student depth, its size and speed-up over the teacher
+    beside the dev accuracy of the trained student of that depth (marc-dev.json)."""
+    machine = results["machine"]
+    lines = [
+        "### MARC binary: speed per student size",
+        "",
+        f"{results['protocol']}. Machine: {machine['cpu']}, torch {machine['torch']}, commit "
+        f"{str(machine.get('commit'))[:7]}" + (" (uncommitted changes)" if machine.get("dirty") else "") + ". "
+        f"Target: {results['target']}.",
+        "",
+        "| layers | teacher layers | params (% of teacher) | × teacher b32 | × teacher b1 | es / zh dev % of teacher |",
+        "| --: | --- | --: | --- | --- | --- |",
+    ]
+    for row in results["rows"]:
+        pct = row.get("dev_pct_of_teacher")
+        dev = f"{pct['es']:.1f} / {pct['zh']:.1f}" if pct else "not trained"
+        lines.append(
+            f"| {row['depth']} | {row['layers']} | {100 * row['params_ratio']:.1f}% | "
+            f"{row['speedup_b32']:.2f} ± {row['speedup_b32_std']:.2f} | {row['speedup_b1']:.2f} ± "
+            f"{row['speedup_b1_std']:.2f} | {dev} |"
+        )
+    return "\n".join(lines) + "\n"
