@@ -145,7 +145,11 @@ def test_rows_kept_from_an_earlier_run_name_their_run_and_the_new_ones_replace_t
     # The table says which machine each earlier run timed on (speed ratios are per run and machine).
     from xdistill.bench.marc import _earlier_runs_line
 
-    assert "aaaaaaa (10 min, x)" in _earlier_runs_line({"earlier_runs": [earlier]})
+    record = {k: earlier[k] for k in ("machine", "wall_seconds")}
+    gone = {"machine": {"commit": "9" * 40, "cpu": "y"}, "wall_seconds": 60.0}  # all its rows re-measured since
+    line = _earlier_runs_line({"earlier_runs": [gone, record, record], "rows": kept})
+    assert line == " Rows kept from earlier runs: aaaaaaa (10 min, x); each row names its commit."
+    assert _earlier_runs_line({"earlier_runs": [gone], "rows": new}) == ""
 
 
 def test_five_class_table_shows_macro_f1_mae_and_each_rows_commit():

@@ -597,7 +597,13 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def _earlier_runs_line(results: dict[str, Any]) -> str:
-    runs = results.get("earlier_runs") or []
+    # Only the runs some row still comes from: the JSON keeps the whole history (earlier_runs), but a run
+    # whose rows were all re-measured since has nothing left in the table.
+    def key(run: dict[str, Any]) -> tuple:
+        return ((run.get("machine") or {}).get("commit"), run.get("wall_seconds"))
+
+    sources = {key(row["run"]) for row in results.get("rows", []) if row.get("run")}
+    runs = list({key(r): r for r in results.get("earlier_runs") or [] if key(r) in sources}.values())
     if not runs:
         return ""
     described = ", ".join(
