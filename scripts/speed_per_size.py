@@ -30,18 +30,17 @@ from transformers import AutoModelForSequenceClassification
 from xdistill.bench.marc import BUDGETS, base_config, row_config, teacher_config
 from xdistill.data.splits import load_test
 from xdistill.evaluate.run_eval import classifier_speeds, machine_info
-from xdistill.evaluate.size_speed import speedups
+from xdistill.evaluate.size_speed import count_parameters, speedups
 from xdistill.io_utils import atomic_write_json
 from xdistill.models.folder import read_model_info, write_model_info
 
 DEPTHS = {2: [0, 11], 3: [0, 5, 11], 4: [0, 4, 8, 11], 6: [0, 2, 4, 7, 9, 11]}
 
 
-def student_of_depth(student: Path, teacher: Path, layers: list[int], out: Path) -> Path:
-    """A copy of ``student`` whose encoder layers are the teacher's ``layers`` (weights copied)."""
+def student_of_depth(student: Path, source, layers: list[int], out: Path) -> Path:
+    """A copy of ``student`` whose encoder layers are the teacher model ``source``'s ``layers`` (weights copied)."""
     shutil.copytree(student, out)
     model = AutoModelForSequenceClassification.from_pretrained(student)
-    source = AutoModelForSequenceClassification.from_pretrained(teacher)
     model.bert.encoder.layer = torch.nn.ModuleList(copy.deepcopy(source.bert.encoder.layer[i]) for i in layers)
     model.config.num_hidden_layers = len(layers)
     model.save_pretrained(out)
@@ -84,16 +83,23 @@ def main() -> None:
     t_cfg = teacher_config(base, work / "full", "binary")
     teacher = args.run / "teacher-run" / "teacher"
     student = args.run / "student-unsupervised" / "seed13" / "student"
+    for folder in (teacher, student):
+        if not (folder / "config.json").is_file():
+            raise SystemExit(
+                f"{folder}: no trained model there; run `xdistill bench marc --variant binary` first, or pass "
+                "--run pointing at its runs/bench-marc/full/binary folder"
+            )
     cfg = row_config(base, "student-unsupervised", 13, work / "full", "binary", teacher)
     test = load_test(t_cfg)
     params = {}
     with tempfile.TemporaryDirectory() as tmp:
         folders = {"teacher": teacher}
+        source = AutoModelForSequenceClassification.from_pretrained(teacher)  # loaded once for every depth
         for depth, layers in DEPTHS.items():
-            folders[f"{depth} layers"] = student_of_depth(student, teacher, layers, Path(tmp) / f"d{depth}")
+            folders[f"{depth} layers"] = student_of_depth(student, source, layers, Path(tmp) / f"d{depth}")
         for name, folder in folders.items():
             model = AutoModelForSequenceClassification.from_pretrained(folder)
-            params[name] = sum(p.numel() for p in model.parameters())
+            params[name] = count_parameters(model)["params_total"]
         windows = []
         for window in range(args.windows):
             speeds = classifier_speeds(cfg, folders, test)
